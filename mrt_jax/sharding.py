@@ -1,0 +1,114 @@
+"""Logical axis names -> mesh axes: the one rules table the whole framework shards by.
+
+Parameters and key activations are annotated with *logical* names (``"embed"``, ``"q_heads"``, ...). One rules
+table maps each logical name to zero or more mesh axes (``data``, ``fsdp``, ``tensor``). Changing the parallelism
+strategy means changing the table or the mesh shape, never the model code.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+log = logging.getLogger(__name__)
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# logical name -> mesh axes (a tuple shards one array dim over several mesh axes, in order).
+DEFAULT_RULES: dict[str, tuple[str, ...]] = {
+    "batch": ("data", "fsdp"),
+    "seq": (),
+    "cache_seq": (),
+    "layers": (),
+    "vocab": ("tensor",),
+    "embed": ("fsdp",),
+    "act_embed": (),
+    "q_heads": ("tensor",),
+    "kv_heads": ("tensor",),
+    "head_dim": (),
+    "mlp": ("tensor",),
+    "norm": (),
+}
+
+_warned: set[tuple] = set()
+
+
+def make_mesh(
+    data: int = 1, fsdp: int = 1, tensor: int = 1, devices: Sequence[jax.Device] | None = None
+) -> Mesh:
+    """A (data, fsdp, tensor) mesh over ``devices`` (default: all). Axis sizes must multiply to the device count."""
+    devices = list(jax.devices() if devices is None else devices)
+    for name, size in zip(MESH_AXES, (data, fsdp, tensor)):
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"mesh axis {name!r} must be a positive int, got {size!r}")
+    if data * fsdp * tensor != len(devices):
+        raise ValueError(
+            f"mesh data={data} x fsdp={fsdp} x tensor={tensor} = {data * fsdp * tensor} devices, "
+            f"but {len(devices)} devices are available; choose axis sizes whose product is {len(devices)}"
+        )
+    arr = np.asarray(devices, dtype=object).reshape(data, fsdp, tensor)
+    return Mesh(arr, MESH_AXES, axis_types=(AxisType.Auto,) * 3)
+
+
+def single_device_mesh() -> Mesh:
+    return make_mesh(1, 1, 1, devices=jax.devices()[:1])
+
+
+def logical_to_spec(
+    names: Sequence[str | None],
+    shape: Sequence[int] | None = None,
+    mesh: Mesh | None = None,
+    rules: dict[str, tuple[str, ...]] | None = None,
+) -> PartitionSpec:
+    """PartitionSpec for an array whose dims carry ``names``.
+
+    When ``shape`` and ``mesh`` are given, a dim whose size the mapped mesh axes do not divide is replicated
+    instead (with a one-time warning): e.g. 3 KV heads on tensor=2. A mesh axis is used at most once per array.
+    """
+    rules = DEFAULT_RULES if rules is None else rules
+    used: set[str] = set()
+    out = []
+    for i, name in enumerate(names):
+        if name is None:
+            out.append(None)
+            continue
+        if name not in rules:
+            raise KeyError(f"logical axis {name!r} has no rule; known: {sorted(rules)}")
+        axes = tuple(a for a in rules[name] if a not in used)
+        if mesh is not None:
+            axes = tuple(a for a in axes if a in mesh.shape and mesh.shape[a] > 1)
+        if shape is not None and mesh is not None and axes:
+            size = math.prod(mesh.shape[a] for a in axes)
+            if shape[i] % size:
+                key = (name, shape[i], axes)
+                if key not in _warned:
+                    _warned.add(key)
+                    log.warning(
+                        "dim %r of size %d is not divisible by mesh axes %s (size %d): replicating it",
+                        name, shape[i], axes, size,
+                    )
+                axes = ()
+        used.update(axes)
+        out.append(None if not axes else axes[0] if len(axes) == 1 else axes)
+    return PartitionSpec(*out)
+
+
+def named_sharding(mesh: Mesh, names: Sequence[str | None], shape: Sequence[int] | None = None,
+                   rules: dict[str, tuple[str, ...]] | None = None) -> NamedSharding:
+    return NamedSharding(mesh, logical_to_spec(names, shape, mesh, rules))
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+    """Sharding constraint on an activation by logical names, under the mesh set with ``jax.set_mesh``.
+
+    Outside any mesh (or on a 1-device mesh) this is the identity.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh is None or mesh.empty or mesh.size == 1:
+        return x
+    return jax.lax.with_sharding_constraint(x, logical_to_spec(names, x.shape, mesh))
