@@ -1,0 +1,142 @@
+"""The training job's configuration: one frozen dataclass, named presets, and command-line overrides.
+
+Every field is a flag (``--group_size=8``); ``--help`` lists them with their defaults. A preset fills in defaults
+first, explicit flags win. The resolved config is written to ``run_dir/config.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+ALGOS = ("mrt", "grpo", "mrt_star")
+MRT_FORMS = ("dense", "termination_baseline", "mixed")
+EPISODE_RULES = ("markers", "grid")
+LOSS_AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_sum_const")
+KL_ESTIMATORS = ("k1", "k2", "k3")
+TRUNCATION = ("zero", "mask", "none")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExperimentConfig:
+    # What to run.
+    preset: str = "default"
+    algo: str = "mrt"
+    model: str = "demo"
+    tpu: str = "cpu"
+    steps: int = 30
+    seed: int = 0
+    run_dir: str = "runs/mrt_math"
+    resume: bool = True
+    # Task.
+    task: str = "countdown"
+    difficulty: int = 1
+    # Rollouts.
+    prompts_per_step: int = 8
+    group_size: int = 4
+    max_new_tokens: int = 96
+    temperature: float = 1.0
+    top_p: float = 1.0
+    truncation: str = "zero"
+    # MRT.
+    alpha: float = 1.0
+    mrt_form: str = "dense"
+    meta_samples: int = 4
+    meta_max_tokens: int = 16
+    meta_temperature: float = 0.6
+    episode_rule: str = "markers"
+    episode_grid: int = 32
+    max_episodes: int = 4
+    # Learner.
+    learning_rate: float = 3e-4
+    warmup_frac: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    entropy_coef: float = 0.0
+    loss_aggregation: str = "token_mean"
+    micro_batches: int = 1
+    inner_epochs: int = 1
+    # Warm start (small from-scratch models only).
+    sft_steps: int = 300
+    sft_learning_rate: float = 3e-3
+    # Evaluation, checkpoints.
+    eval_every: int = 10
+    eval_problems: int = 64
+    save_every: int = 10
+    keep_last: int = 2
+    compile_only: bool = False
+
+    def __post_init__(self):
+        choices = {"algo": ALGOS, "mrt_form": MRT_FORMS, "episode_rule": EPISODE_RULES,
+                   "loss_aggregation": LOSS_AGGREGATIONS, "kl_estimator": KL_ESTIMATORS, "truncation": TRUNCATION}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name}={getattr(self, name)!r} is not allowed; choose one of {', '.join(allowed)}")
+        positive = ("steps", "prompts_per_step", "group_size", "max_new_tokens", "meta_samples", "meta_max_tokens",
+                    "episode_grid", "max_episodes", "micro_batches", "inner_epochs", "eval_every", "eval_problems",
+                    "save_every", "keep_last")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("temperature", "meta_temperature", "learning_rate", "sft_learning_rate"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"--top_p must be in (0, 1], got {self.top_p}")
+        if self.prompts_per_step * self.group_size % self.micro_batches:
+            raise ValueError(
+                f"--micro_batches={self.micro_batches} must divide prompts_per_step x group_size = "
+                f"{self.prompts_per_step * self.group_size}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Presets: partial overrides of the defaults. "default" is the embedded laptop run.
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "tiny": dict(model="tiny", steps=3, prompts_per_step=2, group_size=2, max_new_tokens=12, meta_samples=2,
+                 meta_max_tokens=4, sft_steps=0, eval_every=2, eval_problems=4, save_every=1, episode_rule="grid",
+                 episode_grid=4, max_episodes=2),
+    "smollm2": dict(model="smollm2-135m", task="arithmetic", steps=20, prompts_per_step=4, group_size=4,
+                    max_new_tokens=128, learning_rate=1e-6, sft_steps=0, meta_max_tokens=24, episode_rule="grid",
+                    episode_grid=32),
+}
+
+
+def _flag_type(tp):
+    if tp is bool:
+        return lambda s: {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[s.lower()]
+    return tp
+
+
+def parse_args(argv: list[str] | None = None) -> ExperimentConfig:
+    """Preset first, then flags. Raises SystemExit(2) with a one-line message for bad values."""
+    hints = typing.get_type_hints(ExperimentConfig)
+    defaults = ExperimentConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.mrt_math",
+        description="Train a policy with MRT (or GRPO / MRT-STaR) and report accuracy vs token budget and regret.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(ExperimentConfig):
+        tp = hints[f.name]
+        kw = dict(type=_flag_type(tp), default=None, help=f"(default: {getattr(defaults, f.name)!r})")
+        if tp is bool:
+            kw.update(nargs="?", const=True)
+        parser.add_argument(f"--{f.name}", **kw)
+        if tp is bool:
+            parser.add_argument(f"--no_{f.name}", dest=f.name, action="store_false", help=f"turn off --{f.name}")
+    args = parser.parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    preset = given.get("preset", "default")
+    if preset not in PRESETS:
+        parser.error(f"--preset={preset!r} is not allowed; choose one of {', '.join(PRESETS)}")
+    try:
+        return ExperimentConfig(**{**PRESETS[preset], **given})
+    except ValueError as e:
+        parser.error(str(e))

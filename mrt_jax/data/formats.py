@@ -1,0 +1,120 @@
+"""Prompt formats: per format the prompt builder, the completion layout of a worked trace, the forced-termination
+suffix (meta-prover mu: appended after a trace prefix to make the model answer now) and the continuation cues
+(budget forcing: ``prefix + "\\n\\n" + cue`` and continue).
+
+Trace prefixes are cut at episode boundaries *before* the blank line, so suffixes and continuations start with
+``"\\n\\n"``. Formats are frozen dataclasses: change a suffix with ``dataclasses.replace(fmt, ...)``.
+
+- ``plain``: for small from-scratch models. ``Question: q\\nSolution:\\n`` then the episodes, then
+  ``\\n\\nAnswer: \\boxed{a}``; forced termination ``\\n\\nAnswer:``.
+- ``r1``: R1-style thinking template (prompt ends with ``<think>\\n``); completion ``episodes\\n</think>\\n\\nThe final
+  answer is \\boxed{a}.``; forced termination is the MRT reference suffix.
+- ``chat_format(tokenizer)``: the checkpoint's own chat template (``tokenizer.apply_chat_template``), with or
+  without a thinking block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+R1_CUES = ("Wait", "But wait", "Alternatively", "But hold on")
+MRT_REFERENCE_SUFFIX = (
+    "Time is up.\n\nGiven the time I've spent and the approaches I've tried, I should stop thinking and formulate a "
+    "final answer based on what I already have.\n</think>\n\n**Step-by-Step Explanation and Answer:**\n\n1. **")
+INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptFormat:
+    """A text template format. ``{question}``, ``{thinking}`` and ``{answer}`` are substituted literally (no
+    ``str.format``: questions contain braces)."""
+
+    name: str
+    prompt_template: str
+    completion_template: str
+    forced_termination_suffix: str
+    continuation_cues: tuple[str, ...]
+    episode_separator: str = "\n\n"
+
+    def build_prompt(self, question: str) -> str:
+        return self.prompt_template.replace("{question}", question)
+
+    def build_completion(self, episodes: Sequence[str], answer: str) -> str:
+        """The full response of a worked trace: episodes joined by the separator, then the final answer."""
+        thinking = self.episode_separator.join(episodes)
+        return self.completion_template.replace("{thinking}", thinking).replace("{answer}", answer)
+
+    def forced_termination(self, prefix: str) -> str:
+        """``prefix`` (a trace cut at an episode boundary) followed by the forced-termination suffix."""
+        return prefix + self.forced_termination_suffix
+
+    def continuation(self, prefix: str, cue: str | None = None) -> str:
+        """``prefix`` followed by a new episode that starts with ``cue`` (default: the first cue)."""
+        cue = self.continuation_cues[0] if cue is None else cue
+        if cue not in self.continuation_cues:
+            raise ValueError(f"format {self.name!r}: cue {cue!r} not in {list(self.continuation_cues)}")
+        return prefix + self.episode_separator + cue
+
+
+PLAIN = PromptFormat(
+    name="plain",
+    prompt_template="Question: {question}\nSolution:\n",
+    completion_template="{thinking}\n\nAnswer: \\boxed{{answer}}",
+    forced_termination_suffix="\n\nAnswer:",
+    continuation_cues=("Wait",),
+)
+
+R1 = PromptFormat(
+    name="r1",
+    prompt_template=("A conversation between User and Assistant. The Assistant first thinks step by step inside "
+                     "<think> </think>, then gives the final answer.\nUser: {question} " + INSTRUCTION
+                     + "\nAssistant: <think>\n"),
+    completion_template="{thinking}\n</think>\n\nThe final answer is \\boxed{{answer}}.",
+    forced_termination_suffix="\n\n" + MRT_REFERENCE_SUFFIX,
+    continuation_cues=R1_CUES,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatFormat(PromptFormat):
+    """The checkpoint's chat template. ``think=True`` when the template opens ``<think>`` in the generation prompt
+    (R1-Distill) so the completion closes it; ``think=False`` for plain instruct models (SmolLM2)."""
+
+    tokenizer: Any = None
+    system: str | None = None
+
+    def build_prompt(self, question: str) -> str:
+        messages = [] if self.system is None else [{"role": "system", "content": self.system}]
+        messages.append({"role": "user", "content": self.prompt_template.replace("{question}", question)})
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        if not isinstance(text, str):
+            raise TypeError(f"format {self.name!r}: apply_chat_template returned {type(text).__name__}, expected str")
+        return text
+
+
+def chat_format(tokenizer: Any, *, think: bool = False, system: str | None = None) -> ChatFormat:
+    """A ``ChatFormat`` over ``tokenizer.apply_chat_template(messages, add_generation_prompt=True)``."""
+    if not hasattr(tokenizer, "apply_chat_template"):
+        raise TypeError(f"chat_format: {type(tokenizer).__name__} has no apply_chat_template")
+    if think:
+        return ChatFormat("chat_think", "{question} " + INSTRUCTION, R1.completion_template,
+                          R1.forced_termination_suffix, R1_CUES, tokenizer=tokenizer, system=system)
+    return ChatFormat(
+        "chat", "{question} " + INSTRUCTION, "{thinking}\n\nThe final answer is \\boxed{{answer}}.",
+        "\n\nTime is up. Given the time I've spent and the approaches I've tried, I should stop and give my final "
+        "answer now.\n\nThe final answer is", R1_CUES, tokenizer=tokenizer, system=system)
+
+
+FORMATS: dict[str, PromptFormat] = {"plain": PLAIN, "r1": R1}
+
+
+def get_format(name: str, tokenizer: Any = None) -> PromptFormat:
+    """``plain`` / ``r1``, or ``chat`` / ``chat_think`` (need ``tokenizer``)."""
+    if name in FORMATS:
+        return FORMATS[name]
+    if name in ("chat", "chat_think"):
+        if tokenizer is None:
+            raise ValueError(f"format {name!r} needs a tokenizer with a chat template")
+        return chat_format(tokenizer, think=name == "chat_think")
+    raise ValueError(f"unknown prompt format {name!r}; allowed: plain, r1, chat, chat_think")

@@ -1,0 +1,294 @@
+"""``Sampler``: batched generation and prefix forking over a preallocated KV cache, under an optional mesh.
+
+The host pads the batch (rows to a power of two that the data axes divide, prompt block and token budget to a few
+bucketed sizes, so requests of similar size reuse one compiled program), then runs one jitted prefill and one
+jitted ``while_loop`` decode (the cache carried and donated). With stop strings the loop runs in chunks and the
+host checks the decoded text between chunks (stop strings may span token boundaries).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from mrt_jax.models.decoder import CACHE_AXES, KVCache
+from mrt_jax.sampling.engine import DecodeState, init_state, make_engine
+from mrt_jax.sampling.layout import bucket, plan_block
+from mrt_jax.sampling.output import Branch, CacheRef, SampleOutput
+from mrt_jax.sampling.sample_logits import SamplingParams, validate_sampling
+from mrt_jax.sampling.stops import find_stop
+from mrt_jax.sharding import logical_to_spec, named_sharding
+
+
+def _row_bucket(n: int, multiple: int) -> int:
+    p = 1 << max(n - 1, 0).bit_length()
+    return -(-p // multiple) * multiple
+
+
+def _model_mesh(state):
+    for leaf in jax.tree.leaves(state):
+        sh = getattr(leaf, "sharding", None)
+        if isinstance(sh, jax.sharding.NamedSharding) and sh.mesh.size > 1:
+            return sh.mesh
+    return None
+
+
+class Sampler:
+    """Generate from a ``Decoder``. ``tokenizer`` (optional) follows ``mrt_jax.tokenizer``'s protocol.
+
+    ``mesh``: defaults to the mesh of the model's parameters (none for a single device). ``max_cache_len``: the
+    most slots (prompt + generated) a row may use. ``chunk``: decode steps between host stop-string checks.
+    """
+
+    def __init__(self, model, tokenizer=None, *, mesh=None, max_cache_len: int | None = None,
+                 eos_ids: Sequence[int] | None = None, pad_id: int | None = None, chunk: int = 32):
+        self.cfg = model.cfg
+        self.tokenizer = tokenizer
+        self.graphdef, self.state = nnx.split(model)
+        self.mesh = mesh if mesh is not None else _model_mesh(self.state)
+        self.max_cache_len = int(max_cache_len or self.cfg.max_position_embeddings)
+        if eos_ids is None:
+            eos_ids = tuple(getattr(tokenizer, "eos_ids", ()) or ())
+        self.eos_ids = tuple(int(e) for e in eos_ids)
+        if pad_id is None:
+            pad_id = getattr(tokenizer, "pad_id", None)
+            pad_id = pad_id if pad_id is not None else (self.eos_ids[0] if self.eos_ids else 0)
+        self.pad_id = int(pad_id)
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        self.chunk = chunk
+        self._prefill, self._decode = make_engine(self.graphdef, pad_id=self.pad_id)
+        self._shards = 1
+        if self.mesh is not None:
+            self._shards = int(np.prod([self.mesh.shape[a] for a in ("data", "fsdp") if a in self.mesh.shape]))
+
+    # ---------------------------------------------------------------- helpers
+    def update_params(self, model_or_state) -> None:
+        """Use new weights (same architecture), e.g. after a learner step; nothing recompiles."""
+        self.state = model_or_state if isinstance(model_or_state, nnx.State) else nnx.split(model_or_state)[1]
+
+    def _mesh_ctx(self):
+        return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
+
+    def _put(self, x, names):
+        x = np.asarray(x) if not isinstance(x, jax.Array) else x
+        if self.mesh is None:
+            return jnp.asarray(x)
+        return jax.device_put(x, named_sharding(self.mesh, names, x.shape))
+
+    def _encode(self, prompt, where: str) -> list[int]:
+        if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise ValueError(f"{where} is a string but the Sampler has no tokenizer; pass token ids")
+            ids = list(self.tokenizer.encode(prompt))
+        else:
+            ids = [int(t) for t in prompt]
+        if not ids:
+            raise ValueError(f"{where} is empty; every prompt needs at least one token")
+        bad = [t for t in ids if not 0 <= t < self.cfg.vocab_size]
+        if bad:
+            raise ValueError(f"{where} has token ids outside [0, {self.cfg.vocab_size}): {bad[:5]}")
+        return ids
+
+    def _decode_text(self, ids) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def _budgets(self, max_new_tokens, n: int) -> np.ndarray:
+        b = np.broadcast_to(np.asarray(max_new_tokens), (n,)).astype(np.int64)
+        if np.any(b < 0):
+            raise ValueError(f"max_new_tokens must be >= 0 per row, got {max_new_tokens!r}")
+        return b
+
+    # ---------------------------------------------------------------- public API
+    def generate(self, prompts: Sequence[str | Sequence[int]], *, max_new_tokens: int | Sequence[int] = 256,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+                 stop: Sequence[str] | None = None, ignore_eos: bool = False, keep_cache: bool = False
+                 ) -> SampleOutput:
+        """Complete every prompt (a string or token ids). temperature 0 = greedy. Row i's randomness depends only
+        on (seed, i), never on the batch size, padding or device count."""
+        if isinstance(prompts, (str, bytes)) or not len(prompts):
+            raise ValueError("prompts must be a non-empty list of strings or token-id lists")
+        ids = [self._encode(p, f"prompt {i}") for i, p in enumerate(prompts)]
+        budgets = self._budgets(max_new_tokens, len(ids))
+        return self._run([np.zeros(0, np.int64)] * len(ids), ids, ids, None, None, budgets, list(range(len(ids))),
+                         temperature, top_k, top_p, seed, stop, ignore_eos, keep_cache)
+
+    def prefill(self, prompts: Sequence[str | Sequence[int]], completions: Sequence[Sequence[int]] | None = None
+                ) -> SampleOutput:
+        """Cache given traces (prompt + completion tokens) without generating, so ``fork`` can branch from them."""
+        ids = [self._encode(p, f"prompt {i}") for i, p in enumerate(prompts)]
+        comps = [list(map(int, c)) for c in completions] if completions is not None else [[] for _ in ids]
+        out = self._run([np.zeros(0, np.int64)] * len(ids), [a + c for a, c in zip(ids, comps)], ids, None, None,
+                        np.zeros(len(ids), np.int64), list(range(len(ids))), 0.0, None, None, 0, None, False, True)
+        out.tokens = comps
+        out.lengths = np.asarray([len(c) for c in comps])
+        out.logprobs = [np.zeros(len(c), np.float32) for c in comps]
+        out.sample_logprobs = [np.zeros(len(c), np.float32) for c in comps]
+        out.texts = [self._decode_text(c) for c in comps] if self.tokenizer is not None else None
+        return out
+
+    def fork(self, source: SampleOutput, branches: Sequence[Branch], *, max_new_tokens: int = 256,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+             stop: Sequence[str] | None = None, ignore_eos: bool = False, keep_cache: bool = False) -> SampleOutput:
+        """Branch continuations from cached prefixes of ``source`` (see ``Branch``); the prefix is not recomputed.
+
+        Output rows follow ``branches`` in order, ``n`` rows each. Without a kept cache in ``source`` the used rows
+        are prefilled once first. Random streams: output row j uses (seed, j).
+        """
+        if not branches:
+            raise ValueError("fork needs at least one Branch")
+        if source.cache is None:
+            used = sorted({b.row for b in branches})
+            pre = self.prefill([source.prompt_tokens[r] for r in used], [source.tokens[r] for r in used])
+            remap = {r: i for i, r in enumerate(used)}
+            branches = [Branch(remap[b.row], b.position, b.text, b.n) for b in branches]
+            source = pre
+        rows, kept, feeds, prefixes = [], [], [], []
+        for j, br in enumerate(branches):
+            if not 0 <= br.row < len(source):
+                raise ValueError(f"branch {j}: row {br.row} is outside the source's {len(source)} rows")
+            comp = source.tokens[br.row]
+            if not 0 <= br.position <= len(comp):
+                raise ValueError(f"branch {j}: position {br.position} is outside [0, {len(comp)}] (completion "
+                                 f"tokens of row {br.row})")
+            if br.n < 1:
+                raise ValueError(f"branch {j}: n must be >= 1, got {br.n}")
+            seq = list(source.prompt_tokens[br.row]) + list(comp[:br.position])
+            extra = (self._encode(br.text, f"branch {j} text") if br.text not in ("", []) else [])
+            slots = source.cache.seq_slots[br.row]
+            c = min(len(seq) - 1, len(slots))
+            for _ in range(br.n):
+                rows.append(br.row)
+                kept.append(np.asarray(slots[:c]))
+                feeds.append(seq[c:] + extra)
+                prefixes.append(seq + extra)
+        budgets = self._budgets(max_new_tokens, len(rows))
+        return self._run(kept, feeds, prefixes, source.cache.cache, rows, budgets, list(range(len(rows))),
+                         temperature, top_k, top_p, seed, stop, ignore_eos, keep_cache)
+
+    # ---------------------------------------------------------------- the common path
+    def _run(self, kept, feeds, prefixes, src_cache, src_rows, budgets, row_ids, temperature, top_k, top_p, seed,
+             stop, ignore_eos, keep_cache) -> SampleOutput:
+        validate_sampling(temperature, top_k, top_p)
+        stop = [s for s in (stop or []) if s]
+        if stop and self.tokenizer is None:
+            raise ValueError("stop strings need a tokenizer; pass token ids in eos_ids instead")
+        n = len(feeds)
+        R = _row_bucket(n, self._shards)
+        pad_rows = R - n
+        kept = list(kept) + [np.zeros(0, np.int64)] * pad_rows
+        feeds = list(feeds) + [[self.pad_id]] * pad_rows
+        budgets = np.concatenate([budgets, np.zeros(pad_rows, np.int64)])
+        max_b = int(budgets.max())
+        start = max((int(s[-1]) + 1 if len(s) else 0) for s in kept)
+        A_need = max(len(f) for f in feeds)
+        A, N = bucket(A_need), bucket(max(max_b, 1))
+        need = start + A_need + max_b
+        if need > self.max_cache_len:
+            worst = int(np.argmax([len(f) + b for f, b in zip(feeds, budgets)]))
+            raise ValueError(f"row {worst}: {start + len(feeds[worst])} prefix tokens + {int(budgets[worst])} new "
+                             f"tokens need {need} cache slots but max_cache_len={self.max_cache_len}; shorten the "
+                             f"prompt, lower max_new_tokens or raise max_cache_len")
+        if start + A + N > self.max_cache_len:
+            A, N = A_need, max(max_b, 1)
+        S = start + A + N
+        S = bucket(S) if bucket(S) <= self.max_cache_len else S
+        plan = plan_block(kept, feeds, S, self.pad_id, block_len=A, start=start)
+
+        greedy = temperature == 0
+        use_filter = not greedy and ((top_k or 0) > 0 or (top_p is not None and top_p < 1.0))
+        params = SamplingParams(jnp.float32(temperature if not greedy else 1.0), jnp.int32(top_k or 0),
+                                jnp.float32(top_p if top_p is not None else 1.0))
+        stops = sorted(set(() if ignore_eos else self.eos_ids)) or [-1]
+        stop_ids = jnp.asarray(stops, jnp.int32)
+        ids = np.asarray(list(row_ids) + [2**31 - 1 - i for i in range(pad_rows)], np.uint32)
+        base = jax.random.key(seed)
+        keys = jax.random.key_data(jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.asarray(ids)))
+
+        with self._mesh_ctx():
+            cache = self._make_cache(src_cache, src_rows, R, S)
+            bat = ("batch", None)
+            st = init_state(R, N, budgets, plan.pos0_b, keys, self.pad_id)
+            st = DecodeState(*[self._put(x, bat[:x.ndim]) if x.ndim else x for x in st])
+            valid = self._put(plan.valid_bs, bat)
+            cache, st = self._prefill(self.state, cache, self._put(plan.block_ba, bat), self._put(plan.pos_ba, bat),
+                                      valid, jnp.int32(start), st, params, stop_ids, greedy=greedy,
+                                      use_filter=use_filter)
+            trunc = {}
+            dec_start = jnp.int32(start + A)
+            while True:
+                step = int(st.step)
+                if step >= max_b or bool(jnp.all(st.done_b)):
+                    break
+                stop_at = min(step + self.chunk, max_b) if stop else max_b
+                cache, st = self._decode(self.state, cache, st, valid, dec_start, jnp.int32(stop_at), params,
+                                         stop_ids, greedy=greedy, use_filter=use_filter)
+                if stop:
+                    st = self._check_stops(st, stop, trunc, n)
+            if stop:
+                self._check_stops(st, stop, trunc, n)
+        return self._collect(st, n, trunc, prefixes, plan, start + A, cache if keep_cache else None, set(stops))
+
+    def _make_cache(self, src_cache, src_rows, R: int, S: int) -> KVCache:
+        shape = (self.cfg.num_layers, R, S, self.cfg.num_kv_heads, self.cfg.head_dim)
+        sharding = named_sharding(self.mesh, CACHE_AXES, shape) if self.mesh is not None else None
+        if src_cache is None:
+            make = jax.jit(lambda: KVCache.zeros(self.cfg, R, S), out_shardings=sharding)
+            return make()
+        rows = np.asarray(list(src_rows) + [0] * (R - len(src_rows)), np.int32)
+        return _gather_rows(src_cache, self._put(rows, ("batch",)), S)
+
+    def _check_stops(self, st: DecodeState, stop, trunc: dict, n: int) -> DecodeState:
+        """Mark rows whose decoded text now contains a stop string as done; remember where to cut them."""
+        toks, lens, done = np.asarray(st.tokens_bn), np.asarray(st.length_b), np.asarray(st.done_b)
+        newly = done.copy()
+        for r in range(n):
+            if r in trunc or lens[r] == 0:
+                continue
+            cut = find_stop(toks[r, :lens[r]], stop, self._decode_text)
+            if cut is not None:
+                trunc[r] = cut
+                newly[r] = True
+        if (newly != done).any():
+            st = st._replace(done_b=self._put(newly, ("batch",)))
+        return st
+
+    def _collect(self, st: DecodeState, n, trunc, prefixes, plan, dec_start, cache, stopset) -> SampleOutput:
+        toks, lp, slp = np.asarray(st.tokens_bn), np.asarray(st.logp_bn), np.asarray(st.slogp_bn)
+        lens, budget = np.asarray(st.length_b), np.asarray(st.budget_b)
+        tokens, logps, slogps, reasons, slots = [], [], [], [], []
+        for r in range(n):
+            L = int(trunc.get(r, lens[r]))
+            t = [int(x) for x in toks[r, :L]]
+            tokens.append(t)
+            logps.append(lp[r, :L].copy())
+            slogps.append(slp[r, :L].copy())
+            if r in trunc:
+                reasons.append("stop")
+            elif L and t[-1] in stopset:
+                reasons.append("eos")
+            else:
+                reasons.append("length")
+            slots.append(np.concatenate([plan.seq_slots[r], np.arange(dec_start, dec_start + max(L - 1, 0))]))
+        texts = [self._decode_text(t) for t in tokens] if self.tokenizer is not None else None
+        ref = CacheRef(cache, slots) if cache is not None else None
+        return SampleOutput(tokens, logps, slogps, np.asarray([len(t) for t in tokens]), reasons,
+                            [list(p) for p in prefixes], texts, ref)
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _gather_rows(cache: KVCache, rows_r, n_slots: int) -> KVCache:
+    """Rows ``rows_r`` of a cache, cut or zero-padded to ``n_slots`` slots."""
+    def take(x):
+        x = jnp.take(x, rows_r, axis=1)
+        S = x.shape[2]
+        if n_slots <= S:
+            return x[:, :, :n_slots]
+        return jnp.pad(x, ((0, 0), (0, 0), (0, n_slots - S), (0, 0), (0, 0)))
+    return KVCache(take(cache.k), take(cache.v))

@@ -1,0 +1,56 @@
+"""Prefix forks: greedy continuation after a fork equals generation from scratch on the concatenated tokens."""
+
+import numpy as np
+import pytest
+
+from mrt_jax.sampling import Branch, Sampler
+from mrt_jax.sampling.toy import ToyTokenizer
+from tests.test_sampling_generate import PROMPTS, lively_model
+
+
+@pytest.fixture(scope="module")
+def sampler():
+    return Sampler(lively_model(), ToyTokenizer(512), eos_ids=[], max_cache_len=96)
+
+
+def test_fork_equals_from_scratch(sampler):
+    src = sampler.generate(PROMPTS, max_new_tokens=12, temperature=0, keep_cache=True)
+    branches = [Branch(0, 5, [30, 31, 32], n=2), Branch(1, 12, [40]), Branch(2, 0), Branch(1, 3, "ab cd")]
+    fk = sampler.fork(src, branches, max_new_tokens=7, temperature=0)
+    assert len(fk) == 5
+    expect_prefix = [PROMPTS[0] + src.tokens[0][:5] + [30, 31, 32]] * 2 + [
+        PROMPTS[1] + src.tokens[1] + [40], PROMPTS[2], PROMPTS[1] + src.tokens[1][:3] + sampler.tokenizer.encode("ab cd")]
+    assert fk.prompt_tokens == expect_prefix
+    scratch = sampler.generate(expect_prefix, max_new_tokens=7, temperature=0)
+    assert fk.tokens == scratch.tokens
+    for a, b in zip(fk.logprobs, scratch.logprobs):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_fork_of_fork_and_without_cache(sampler):
+    src = sampler.generate(PROMPTS, max_new_tokens=8, temperature=0, keep_cache=True)
+    f1 = sampler.fork(src, [Branch(2, 4, [50, 51])], max_new_tokens=6, temperature=0, keep_cache=True)
+    f2 = sampler.fork(f1, [Branch(0, 3, [60])], max_new_tokens=5, temperature=0)
+    no_cache = sampler.fork(src.__class__(**{**src.__dict__, "cache": None}), [Branch(2, 4, [50, 51])],
+                            max_new_tokens=6, temperature=0)
+    assert no_cache.tokens == f1.tokens
+    prefix = PROMPTS[2] + src.tokens[2][:4] + [50, 51] + f1.tokens[0][:3] + [60]
+    assert f2.prompt_tokens[0] == prefix
+    assert f2.tokens == sampler.generate([prefix], max_new_tokens=5, temperature=0).tokens
+
+
+def test_sampled_forks_differ_and_are_seeded(sampler):
+    src = sampler.generate(PROMPTS[:1], max_new_tokens=6, temperature=0, keep_cache=True)
+    a = sampler.fork(src, [Branch(0, 6, [70], n=4)], max_new_tokens=6, temperature=1.0, seed=1)
+    b = sampler.fork(src, [Branch(0, 6, [70], n=4)], max_new_tokens=6, temperature=1.0, seed=1)
+    assert a.tokens == b.tokens and len({tuple(t) for t in a.tokens}) > 1
+
+
+def test_bad_branches(sampler):
+    src = sampler.generate(PROMPTS, max_new_tokens=4, temperature=0, keep_cache=True)
+    with pytest.raises(ValueError, match="position 5 is outside"):
+        sampler.fork(src, [Branch(0, 5)], max_new_tokens=2)
+    with pytest.raises(ValueError, match="row 3 is outside"):
+        sampler.fork(src, [Branch(3, 0)], max_new_tokens=2)
+    with pytest.raises(ValueError, match="n must be"):
+        sampler.fork(src, [Branch(0, 0, n=0)], max_new_tokens=2)
