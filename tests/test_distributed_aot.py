@@ -25,8 +25,9 @@ def test_compile_tiny_for_v5e_4(capsys):
     train, decode = report.steps
     assert (train.name, decode.name) == ("train", "decode")
     m = report.plan.memory
-    # Decode arguments are exactly the param shards + the KV cache shard + a few small inputs.
-    assert m.params + m.kv_cache <= decode.argument <= m.params + m.kv_cache + 4096
+    # Decode arguments hold the param shards and the KV cache shard (TPU pads tiny dims to (8, 128) tiles, so
+    # XLA's bytes can be several times the logical ones at this toy size; real shapes are compared in BUILD_TPU.md).
+    assert m.params + m.kv_cache <= decode.argument <= 4 * (m.params + m.kv_cache)
     # Training donates params and optimizer state, so XLA aliases at least that many bytes.
     assert train.alias >= m.params + m.opt_state and train.flops > 0
     line = json.loads(report.to_json())

@@ -155,3 +155,25 @@ def test_smollm2_greedy_40_tokens_match_transformers(smollm2):
     assert len(theirs) == 40 or theirs[-1] == 2
     assert ours[:len(theirs)] == theirs
     assert ref_tok.decode(ours).startswith("17 + 25 = 32")
+
+
+def test_smollm2_save_pretrained_loads_in_transformers(smollm2, tmp_path):
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mrt_jax.io import save_pretrained
+
+    model, tok, _, ref_tok = smollm2
+    save_pretrained(model, tok, tmp_path)
+    gen = json.loads((tmp_path / "generation_config.json").read_text())
+    assert gen["bos_token_id"] == 1 and gen["eos_token_id"] in (2, [2])
+    back = AutoModelForCausalLM.from_pretrained(tmp_path, dtype="float32").eval()
+    back_tok = AutoTokenizer.from_pretrained(tmp_path)
+    ids = _chat_ids(ref_tok)
+    assert _chat_ids(back_tok) == ids
+    with torch.no_grad():
+        theirs = back(torch.tensor([ids])).logits[0, -1].numpy()
+    ours = np.asarray(model(jnp.asarray([ids])))[0, -1]
+    np.testing.assert_allclose(ours, theirs, atol=2e-4, rtol=0)

@@ -13,7 +13,9 @@ from mrt_jax.sharding import make_mesh
 
 MC = get_preset("tiny")
 N, T = 8, 12
-LC = LearnerConfig(lr=1e-2, warmup_steps=0, total_steps=10, weight_decay=0.01, max_grad_norm=1.0)
+# adam_eps=1 makes the first AdamW update about lr * grad (not lr * sign(grad), which would amplify rounding
+# noise on near-zero gradient entries), so parameter comparisons below check the gradients themselves.
+LC = LearnerConfig(lr=1e-2, warmup_steps=0, total_steps=10, weight_decay=0.01, max_grad_norm=1.0, adam_eps=1.0)
 
 
 def make_batch(state, seed=0):
@@ -23,7 +25,7 @@ def make_batch(state, seed=0):
     loss_mask = attn & (jnp.arange(T) >= 4)[None]  # 4 prompt tokens
     old = token_logprobs(state, tokens, attn)
     adv = jax.random.normal(k2, (N,))[:, None] * loss_mask
-    return dict(tokens=tokens, loss_mask=loss_mask.astype(jnp.float32), old_logp=old + 0.05 * loss_mask,
+    return dict(tokens=tokens, loss_mask=loss_mask.astype(jnp.float32), old_logp=old + 0.3 * loss_mask,
                 advantages=adv, attn_mask=attn)
 
 
@@ -37,7 +39,7 @@ def full_step():
     return step, batch, new, metrics
 
 
-def assert_params_close(a, b, atol=1e-5):
+def assert_params_close(a, b, atol=1e-6):
     for k in a.params:
         np.testing.assert_allclose(np.asarray(a.params[k]), np.asarray(b.params[k]), atol=atol, err_msg=k)
 
@@ -77,7 +79,7 @@ def test_update_changes_params_and_reports_metrics(full_step):
     for key in ("loss", "pg_loss", "entropy", "clip_frac", "grad_norm", "lr", "adv_mean", "agg/token_mean"):
         assert key in m and np.isfinite(m[key]), key
     assert float(m["grad_norm"]) > 0
-    assert float(m["clip_frac"]) > 0  # old_logp was shifted by 0.05: some tokens are outside the clip range
+    assert float(m["clip_frac"]) > 0  # old_logp was shifted by 0.3: some tokens are outside the clip range
 
 
 def test_four_micro_batches_equal_full_batch(full_step):

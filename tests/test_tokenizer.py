@@ -115,6 +115,35 @@ def test_gguf_reader_input_equals_path(smol, smol_path):
     assert from_reader.chat_template == smol.chat_template and from_reader.eos_ids == smol.eos_ids
 
 
+@pytest.mark.parametrize("pre", ["qwen2", "llama-bpe", "smollm"])
+def test_gguf_byte_level_split_regexes(pre, tmp_path):
+    """A tiny byte-level GGUF per pre-tokenizer type gives transformers' ids (digit grouping, spaces, newlines)."""
+    from mrt_jax.tokenizers.backends import byte_alphabet
+
+    letters = list(byte_alphabet().values())
+    merges = ["Ġ t", "h e", "Ġt he", "1 2", "12 3", "Ġ Ġ", "Ċ Ċ", "e r", "Ġ w"]
+    merged = [m.replace(" ", "") for m in merges]
+    tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>"] + letters + merged
+    types = [3, 3, 3, 4] + [1] * (len(letters) + len(merged))
+    path = tmp_path / "bl.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    ours = tokenizer_from_gguf(path)
+    ref = transformers.AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=path.name)
+    _assert_parity(ours, ref, STRINGS + ["the other 1234567 <think>x</think>", "a\n\n\n  the\n"])
+    assert len(ours.encode("<think>")) == 1 and ours.eos_ids == (0, 2)
+
+
 # ---------------------------------------------------------------- chat templates
 
 

@@ -6,7 +6,7 @@ restore. Typed PRNG keys are stored as their raw ``key_data`` (uint32) plus the 
 
 A fingerprint guards against silent corruption (a flipped bit in a chunk restores without error): per leaf,
 with ``u`` the leaf's raw bits as uint32 (flattened, index ``i``),
-``fp = (sum_i u_i, sum_i u_i * (i mod 65521 + 1))`` in wrapping uint32 arithmetic, computed on device in one jit.
+``fp = (sum_i u_i, sum_i u_i * (i + 1))`` in wrapping uint32 arithmetic, computed on device in one jit.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def _leaf_fp(x: jax.Array) -> jax.Array:
     else:  # 8-byte types: bitcast to pairs of uint32 (adds a trailing dim of 2)
         bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
     bits = bits.reshape(-1)
-    weight = (jnp.arange(bits.shape[0], dtype=jnp.uint32) % jnp.uint32(65521)) + jnp.uint32(1)
+    weight = jnp.arange(1, bits.shape[0] + 1, dtype=jnp.uint32)  # position weight: catches swapped values
     return jnp.stack([jnp.sum(bits, dtype=jnp.uint32), jnp.sum(bits * weight, dtype=jnp.uint32)])
 
 

@@ -19,19 +19,25 @@ MAX_ANSWER_CHARS = 200  # longer "answers" are not numbers we compare; refuse be
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` in ``text`` (nested braces kept), or None if none is closed."""
-    found = None
-    for m in _BOXED.finditer(text):
-        depth, start = 1, m.end()
-        for i in range(start, len(text)):
-            if text[i] == "{":
-                depth += 1
-            elif text[i] == "}":
-                depth -= 1
-                if depth == 0:
-                    found = text[start:i]
-                    break
-    return found
+    """Content of the last closed ``\\boxed{...}`` in ``text`` (nested braces kept), or None.
+
+    One pass pairs every brace (a stack), so long adversarial outputs with many unclosed boxes stay linear.
+    """
+    matches = list(_BOXED.finditer(text))
+    if not matches:
+        return None
+    close_of: dict[int, int] = {}
+    stack: list[int] = []
+    for i, ch in enumerate(text):
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            close_of[stack.pop()] = i
+    for m in reversed(matches):
+        end = close_of.get(m.end() - 1)
+        if end is not None:
+            return text[m.end(): end]
+    return None
 
 
 def extract_answer(text: str) -> str | None:

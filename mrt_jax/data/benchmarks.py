@@ -71,10 +71,14 @@ def read_rows(path: str) -> Iterator[tuple[int, Any]]:
         except ImportError as e:
             raise DataError(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from e
         try:
-            rows = pq.read_table(path).to_pylist()
+            batches = pq.ParquetFile(path).iter_batches(batch_size=4096)  # streamed: NuminaMath is ~2 GB
+            n = 0
+            for batch in batches:
+                for row in batch.to_pylist():
+                    n += 1
+                    yield n, row
         except Exception as e:  # pyarrow raises several types for corrupt files
             raise DataError(f"{path}: not a readable parquet file: {e}") from e
-        yield from enumerate(rows, 1)
     elif path.endswith(".jsonl"):
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):

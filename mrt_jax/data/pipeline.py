@@ -55,6 +55,8 @@ class PipelineConfig:
 
 def decode_text(example: dict[str, Any]) -> dict[str, Any]:
     """TFDS text features come back as bytes: decode them to str (top level, so grain workers can pickle it)."""
+    if not isinstance(example, dict):
+        return example.decode("utf-8") if isinstance(example, bytes) else example
     return {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in example.items()}
 
 

@@ -90,7 +90,7 @@ def default_train_spec(cfg: ModelConfig, mesh: Mesh, shape: StepShape,
     def train_step(params, opt_state, batch):
         loss, grads = jax.value_and_grad(lambda p: next_token_loss(graphdef, p, batch))(params)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return optax.apply_updates(params, updates), opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     return StepSpec("train", train_step, (params, opt_state, batch), donate_argnums=(0, 1))
 

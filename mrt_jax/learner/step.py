@@ -105,7 +105,7 @@ def build_train_step(cfg: LearnerConfig) -> Callable[[TrainState, dict], tuple[T
                                                 w_mb[0], cfg))
         (grads, metrics), _ = jax.lax.scan(
             accumulate, (zeros, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m0)), (mbs, w_mb))
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
         updates, new_opt = optimizer.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)

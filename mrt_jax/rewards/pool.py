@@ -1,9 +1,12 @@
 """Batched math scoring in worker processes with per-item time limits enforced by the parent.
 
 Each worker is a plain subprocess running `_mv_core.py` (no `mrt_jax`/JAX import, no fork of the trainer). The
-parent extracts answers, de-duplicates (answer, gold) pairs, hands each worker one pair at a time over a JSON-lines
-pipe and kills a worker whose item runs past `timeout_s`: that item is scored 0 with status TIMEOUT and a fresh worker
-takes the next ones. A hung sympy call therefore costs one item, never the step.
+parent extracts answers, de-duplicates (answer, gold) pairs and hands each worker a short queue of pairs over a
+JSON-lines pipe; the worker answers one line per pair, in order. The item at the head of a worker's queue must be
+answered within `timeout_s` of the previous answer (or of the send); past that the worker is killed, the item is
+scored 0 with status TIMEOUT, the rest of its queue goes back to the pending list and a fresh worker takes over.
+A hung sympy call therefore costs one item, never the step. (Queues of several items save a parent/worker round
+trip per item, which dominates on a loaded machine.)
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from mrt_jax.rewards.result import ScoreResult, Status, as_truncated, make_resul
 
 _CORE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mv_core.py")
 _MAX_ATTEMPTS = 2  # an item whose worker died (not timed out) is retried once on a fresh worker
+_MAX_QUEUE = 16  # items queued per worker at once
+_MAX_QUEUE_BYTES = 32 * 1024  # below the 64 KiB pipe buffer: a send never blocks on a worker that hangs mid-queue
 
 
 class _Worker:
-    """One worker subprocess: a pipe pair, a read buffer and the item in flight."""
+    """One worker subprocess: a pipe pair, a read buffer and its queue of items (head = the one being checked)."""
 
     def __init__(self, memory_limit_mb: int | None):
         env = dict(os.environ, MRT_JAX_REWARD_MEMORY_MB=str(memory_limit_mb or 0))
@@ -43,11 +48,11 @@ class _Worker:
         self.buffer = b""
         self.ready = False
         self.started_at = time.monotonic()
-        self.item: int | None = None
-        self.deadline = 0.0
+        self.queue: collections.deque[int] = collections.deque()
+        self.deadline = 0.0  # for the head of the queue
 
-    def send(self, answer: str | None, gold: str) -> None:
-        self.proc.stdin.write((json.dumps({"a": answer, "g": gold}) + "\n").encode())
+    def send(self, lines: list[bytes]) -> None:
+        self.proc.stdin.write(b"".join(lines))
         self.proc.stdin.flush()
 
     def read_messages(self) -> list[dict] | None:
@@ -206,48 +211,63 @@ class MathScorer:
         results: list[int] = [Status.ERROR] * len(items)
         attempts = [0] * len(items)
         pending = collections.deque(range(len(items)))
+        lines = [(json.dumps({"a": a, "g": g}) + "\n").encode() for a, g in items]
 
-        def requeue_or_fail(k: int) -> None:
-            attempts[k] += 1
-            if attempts[k] < _MAX_ATTEMPTS:
-                pending.appendleft(k)
-            else:
-                results[k] = Status.ERROR
+        def give_back(worker: _Worker, head_failed: bool) -> None:
+            """Return a retired worker's queue to `pending`; its head counts one failed attempt if `head_failed`."""
+            rest = list(worker.queue)
+            worker.queue.clear()
+            if head_failed and rest:
+                k = rest.pop(0)
+                attempts[k] += 1
+                if attempts[k] < _MAX_ATTEMPTS:
+                    rest.insert(0, k)
+                else:
+                    results[k] = Status.ERROR
+            pending.extendleft(reversed(rest))
 
         while True:
-            busy = [w for w in self._workers if w.item is not None]
-            if not pending and not busy:
+            in_flight = sum(len(w.queue) for w in self._workers)
+            if not pending and not in_flight:
                 return results
-            while len(self._workers) < min(self.num_workers, len(pending) + len(busy)):
+            while len(self._workers) < min(self.num_workers, len(pending) + in_flight):
                 self._start_worker()
-            now = time.monotonic()
+            # Queue length: up to _MAX_QUEUE, smaller near the end so that workers finish together.
+            per_worker = max(1, min(_MAX_QUEUE, len(pending) // (2 * len(self._workers))))
             for worker in list(self._workers):
-                if worker.ready and worker.item is None and pending:
-                    k = pending.popleft()
-                    try:
-                        worker.send(*items[k])
-                    except OSError:  # died while idle (BrokenPipeError): retry the item elsewhere
-                        requeue_or_fail(k)
-                        self._retire(worker)
-                        continue
-                    worker.item, worker.deadline = k, now + self.timeout_s
+                if not (worker.ready and not worker.queue and pending):
+                    continue
+                batch, size = [], 0
+                while pending and len(batch) < per_worker and (not batch or size + len(lines[pending[0]]) <=
+                                                               _MAX_QUEUE_BYTES):
+                    batch.append(pending.popleft())
+                    size += len(lines[batch[-1]])
+                worker.queue.extend(batch)
+                try:
+                    worker.send([lines[k] for k in batch])
+                except OSError:  # died while idle (BrokenPipeError): its items go to another worker
+                    self._retire(worker)
+                    give_back(worker, head_failed=True)
+                    continue
+                worker.deadline = time.monotonic() + self.timeout_s
             deadlines = [w.deadline if w.ready else w.started_at + self.startup_timeout_s for w in self._workers
-                         if w.item is not None or not w.ready]
+                         if w.queue or not w.ready]
             wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 0.0
             for key, _ in self._selector.select(wait_s):
-                self._on_readable(key.data, results, requeue_or_fail)
+                self._on_readable(key.data, results, give_back)
             now = time.monotonic()
             for worker in list(self._workers):
-                if worker.item is not None and now >= worker.deadline:
-                    results[worker.item] = Status.TIMEOUT
+                if worker.queue and now >= worker.deadline:
+                    results[worker.queue.popleft()] = Status.TIMEOUT
                     self.stats["workers_killed"] += 1
                     self._retire(worker)
+                    give_back(worker, head_failed=False)
                 elif not worker.ready and now >= worker.started_at + self.startup_timeout_s:
                     self._retire(worker)
                     raise RuntimeError(f"MathScorer: a worker did not start within {self.startup_timeout_s} s "
                                        f"({sys.executable} {_CORE_PATH}); is math-verify installed?")
 
-    def _on_readable(self, worker: _Worker, results: list[int], requeue_or_fail) -> None:
+    def _on_readable(self, worker: _Worker, results: list[int], give_back) -> None:
         messages = worker.read_messages()
         if messages is None:  # the worker exited
             code = worker.proc.poll()
@@ -255,12 +275,12 @@ class MathScorer:
             if not worker.ready:
                 raise RuntimeError(f"MathScorer: a worker exited during start-up with code {code} "
                                    f"({sys.executable} {_CORE_PATH}); see its stderr above")
-            if worker.item is not None:
-                requeue_or_fail(worker.item)
+            give_back(worker, head_failed=True)
             return
         for message in messages:
             if message.get("ready"):
                 worker.ready = True
-            elif worker.item is not None:
-                results[worker.item] = int(message["s"])
-                worker.item = None
+            elif worker.queue:
+                results[worker.queue.popleft()] = int(message["s"])
+                # The worker moved on to the next queued item as soon as it wrote this answer.
+                worker.deadline = time.monotonic() + self.timeout_s

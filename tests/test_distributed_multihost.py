@@ -1,0 +1,81 @@
+"""Multi-process init helpers, and a 2-process CPU run that equals the 1-process result."""
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from mrt_jax.distributed.multihost import MainProcessFilter, init_distributed, local_rows
+from mrt_jax.sharding import make_mesh, named_sharding
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(devices: int, args: list[str]) -> subprocess.Popen:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    return subprocess.Popen([sys.executable, "-m", "mrt_jax.distributed.check", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(p: subprocess.Popen) -> str:
+    try:
+        out, err = p.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise
+    assert p.returncode == 0, err[-3000:]
+    return out
+
+
+def test_two_processes_equal_one(tmp_path):
+    port = _free_port()
+    two = [_spawn(2, [f"--coordinator=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
+                      f"--out={tmp_path / 'two.npy'}"]) for i in range(2)]
+    one = _spawn(4, [f"--out={tmp_path / 'one.npy'}"])
+    outs = [_finish(p) for p in two]
+    single = json.loads(_finish(one).strip().splitlines()[-1])
+    multi = json.loads(outs[0].strip().splitlines()[-1])
+    assert outs[1].strip() == ""  # only process 0 prints
+    assert (multi["processes"], multi["devices"], single["processes"], single["devices"]) == (2, 4, 1, 4)
+    assert multi["local_rows"] == [0, 4]  # process 0 loads only its half of the batch
+    a, b = np.load(tmp_path / "two.npy"), np.load(tmp_path / "one.npy")
+    assert a.shape == (8, 16, 512)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert multi["logits_sum"] == pytest.approx(single["logits_sum"], rel=1e-4, abs=1e-3)
+
+
+def test_init_distributed_single_process_and_bad_args(monkeypatch):
+    for k in ("TPU_WORKER_HOSTNAMES", "TPU_WORKER_ID", "TPU_ACCELERATOR_TYPE", "CLOUD_TPU_TASK_ID"):
+        monkeypatch.delenv(k, raising=False)
+    info = init_distributed()
+    assert (info.process_id, info.num_processes, info.global_devices) == (0, 1, 8)
+    with pytest.raises(ValueError, match="needs coordinator, num_processes and process_id together"):
+        init_distributed("127.0.0.1:1234")
+    with pytest.raises(ValueError, match="'host:port'"):
+        init_distributed("localhost", 2, 0)
+    with pytest.raises(ValueError, match=r"process_id must be in \[0, 2\)"):
+        init_distributed("127.0.0.1:1", 2, 5)
+
+
+def test_local_rows_single_process():
+    mesh = make_mesh(2, 2, 2)
+    sharding = named_sharding(mesh, ("batch", "seq"), (8, 4))
+    assert local_rows(sharding, (8, 4)) == (0, 8)
+
+
+def test_main_process_filter():
+    f = MainProcessFilter()
+    info = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+    assert f.filter(info) is (jax.process_index() == 0)
