@@ -41,3 +41,7 @@ def get_preset(name: str, **overrides) -> ModelConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; allowed: {sorted(PRESETS)}")
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]
+
+# The demo's small from-scratch model (vocab of the procedural-task sentencepiece tokenizer).
+PRESETS["demo"] = ModelConfig(vocab_size=512, hidden_size=128, intermediate_size=384, num_layers=4, num_heads=4,
+                              num_kv_heads=2, max_position_embeddings=1024, tie_word_embeddings=True)

@@ -1,0 +1,92 @@
+"""Model + tokenizer + prompt format for the training job, from ``--model``.
+
+- a preset name: ``tiny`` / ``demo`` (from scratch, with the procedural tasks' sentencepiece tokenizer; ``demo`` is
+  warm-started by SFT on worked multi-episode traces and cached), ``smollm2-135m`` (the registry's GGUF weights),
+  or an architecture preset such as ``r1-distill-qwen-1.5b`` (random weights);
+- a path: a Hugging Face folder or a ``.gguf`` file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+
+from mrt_jax.data import PLAIN, cached_spm, chat_format, corpus, load_spm, sft_examples
+from mrt_jax.models import PRESETS, create_model
+from mrt_jax.sft import SFTExample, pack_examples, train_sft
+
+log = logging.getLogger(__name__)
+
+FROM_SCRATCH = ("tiny", "demo")
+
+
+def cache_dir() -> str:
+    return os.environ.get("MRT_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "mrt_jax"))
+
+
+def procedural_tokenizer(task: str):
+    texts = corpus([task, "arithmetic"], 300, difficulties=(1, 2, 3))
+    return load_spm(cached_spm(texts, os.path.join(cache_dir(), "spm")))
+
+
+def _warm_start(model, tokenizer, cfg, mesh):
+    """SFT on worked traces; the result is cached under a key of everything that determines it."""
+    from mrt_jax.io import load_pretrained, save_pretrained
+
+    settings = dict(model=model.cfg.to_dict(), task=cfg.task, difficulty=cfg.difficulty, steps=cfg.sft_steps,
+                    lr=cfg.sft_learning_rate, seed=cfg.seed, vocab=tokenizer.vocab_size, version=1)
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    folder = os.path.join(cache_dir(), "warm_start", f"{cfg.model}-{key}")
+    if os.path.exists(os.path.join(folder, "config.json")):
+        log.info("warm start: cached model %s", folder)
+        loaded, _ = load_pretrained(folder, mesh=mesh)
+        return loaded, {"sft_cached": True}
+    examples = []
+    diffs = tuple(range(1, cfg.difficulty + 2))
+    for ex in sft_examples([cfg.task], 2000, seed=cfg.seed + 1000, difficulties=diffs):
+        examples.append(SFTExample(tokenizer.encode(ex["prompt"]), tokenizer.encode(ex["completion"]) +
+                                   [tokenizer.eos_id]))
+    seq_len = max(len(e.prompt_ids) + len(e.completion_ids) for e in examples)
+    seq_len = -(-seq_len // 16) * 16
+    tokens, mask = pack_examples(examples, seq_len, tokenizer.pad_id)
+    log.info("warm start: SFT on %d worked traces (seq %d) for %d steps", len(examples), seq_len, cfg.sft_steps)
+    model, losses = train_sft(model, tokens, mask, steps=cfg.sft_steps, batch_size=32,
+                              learning_rate=cfg.sft_learning_rate, seed=cfg.seed)
+    save_pretrained(model, tokenizer, folder + ".tmp")
+    os.replace(folder + ".tmp", folder) if not os.path.exists(folder) else None
+    return model, {"sft_cached": False, "sft_final_loss": float(sum(losses[-20:]) / max(1, len(losses[-20:])))}
+
+
+def build(cfg, mesh):
+    """-> (model, tokenizer, prompt format, info dict)."""
+    name = cfg.model
+    if name in FROM_SCRATCH:
+        tokenizer = procedural_tokenizer(cfg.task)
+        mcfg = PRESETS[name].replace(vocab_size=max(tokenizer.vocab_size, PRESETS[name].vocab_size))
+        model = create_model(mcfg, mesh=mesh, seed=cfg.seed)
+        info = {}
+        if name == "demo" and cfg.sft_steps > 0:
+            model, info = _warm_start(model, tokenizer, cfg, mesh)
+        return model, tokenizer, PLAIN, info
+    from mrt_jax.io import load_pretrained
+
+    if name == "smollm2-135m":
+        from mrt_jax.assets import smollm2_gguf_path
+
+        path = str(smollm2_gguf_path())
+    elif name in PRESETS:
+        tokenizer = procedural_tokenizer(cfg.task)
+        model = create_model(PRESETS[name], mesh=mesh, seed=cfg.seed)
+        return model, tokenizer, PLAIN, {"random_weights": True}
+    else:
+        path = name
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"--model={path!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor an "
+                                    f"existing folder or .gguf file")
+    model, tokenizer = load_pretrained(path, mesh=mesh)
+    if tokenizer is None:
+        raise ValueError(f"--model={path!r} has no tokenizer files; the training job needs one")
+    fmt = chat_format(tokenizer) if tokenizer.chat_template else PLAIN
+    return model, tokenizer, fmt, {"path": path}

@@ -1,0 +1,69 @@
+"""Budgeted accuracy: how pass@1 grows with test-time tokens, and the cumulative regret of that curve.
+
+For each problem, ``n`` traces are sampled at the maximum budget C. At each grid budget t < length, the trace prefix
+of t tokens is forked with the forced-termination suffix and the meta-prover answers (``k`` samples, greedy when
+``k_temperature`` is 0); a trace that already finished before t counts with its own final answer. pass@1(t) is the
+mean over answers, traces and problems; the normalised regret uses the piecewise-linear curve of MRT.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from mrt_jax.rl import normalized_regret, tokens_to_accuracy
+from mrt_jax.sampling import Branch, Sampler
+
+
+@dataclasses.dataclass
+class BudgetedEval:
+    budgets: list[int]
+    pass_at_budget: list[float]  # mean pass@1 at each budget
+    accuracy: float  # final answers of the full traces (no forcing)
+    regret: float  # normalised regret at the largest budget, averaged over traces then problems
+    mean_length: float
+    tokens_to_half_max: float  # tokens to reach half of the final accuracy (token efficiency)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def budget_grid(max_tokens: int, points: int = 6) -> list[int]:
+    """``points`` evenly spaced budgets ending at ``max_tokens``."""
+    return sorted({max(1, int(round(max_tokens * (i + 1) / points))) for i in range(points)})
+
+
+def evaluate_budgeted(sampler: Sampler, prompt_ids: Sequence[list[int]], answers: Sequence[str],
+                      verify: Callable[[str, str], float], *, forced_suffix: str, max_new_tokens: int,
+                      budgets: Sequence[int], n: int = 1, temperature: float = 0.0, k: int = 1,
+                      k_temperature: float = 0.0, answer_tokens: int = 16, seed: int = 0) -> BudgetedEval:
+    P = len(prompt_ids)
+    rows = [p for p in prompt_ids for _ in range(n)]
+    gold = [a for a in answers for _ in range(n)]
+    out = sampler.generate(rows, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                           keep_cache=True)
+    final = np.asarray([verify(t, g) for t, g in zip(out.texts, gold)], np.float64)
+    budgets = sorted(int(b) for b in budgets)
+    branches, where = [], []
+    for i, toks in enumerate(out.tokens):
+        for bi, b in enumerate(budgets):
+            if b < len(toks):
+                branches.append(Branch(row=i, position=b, text=forced_suffix, n=k))
+                where.append((i, bi))
+    score = np.repeat(final[:, None], len(budgets), axis=1)  # finished traces keep their own answer
+    if branches:
+        meta = sampler.fork(out, branches, max_new_tokens=answer_tokens, temperature=k_temperature, seed=seed + 1,
+                            stop=["\n"])
+        forced = np.asarray([verify(forced_suffix + t, gold[where[j // k][0]]) for j, t in enumerate(meta.texts)])
+        forced = forced.reshape(len(branches), k).mean(1)
+        for (i, bi), v in zip(where, forced):
+            score[i, bi] = v
+    curve = score.mean(0)
+    regrets = [normalized_regret(budgets, score[i], budgets[-1]) for i in range(len(rows))]
+    regret = float(np.mean(np.asarray(regrets).reshape(P, n).mean(1)))
+    half = 0.5 * float(curve[-1])
+    return BudgetedEval(budgets=budgets, pass_at_budget=[float(c) for c in curve], accuracy=float(final.mean()),
+                        regret=regret, mean_length=float(np.mean(out.lengths)),
+                        tokens_to_half_max=tokens_to_accuracy(budgets, curve, half) if half > 0 else float("inf"))
