@@ -39,15 +39,18 @@ def _finish(p: subprocess.Popen) -> str:
     return out
 
 
+def _json_line(out: str) -> dict:
+    return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+
+
 def test_two_processes_equal_one(tmp_path):
     port = _free_port()
     two = [_spawn(2, [f"--coordinator=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
                       f"--out={tmp_path / 'two.npy'}"]) for i in range(2)]
     one = _spawn(4, [f"--out={tmp_path / 'one.npy'}"])
     outs = [_finish(p) for p in two]
-    single = json.loads(_finish(one).strip().splitlines()[-1])
-    multi = json.loads(outs[0].strip().splitlines()[-1])
-    assert outs[1].strip() == ""  # only process 0 prints
+    single, multi = _json_line(_finish(one)), _json_line(outs[0])
+    assert not any(line.startswith("{") for line in outs[1].splitlines())  # only process 0 reports
     assert (multi["processes"], multi["devices"], single["processes"], single["devices"]) == (2, 4, 1, 4)
     assert multi["local_rows"] == [0, 4]  # process 0 loads only its half of the batch
     a, b = np.load(tmp_path / "two.npy"), np.load(tmp_path / "one.npy")

@@ -29,6 +29,7 @@ def boxed(x: str) -> str:
         ("√8", "2\\sqrt{2}"),  # unicode root
         ("\\infty", "∞"),
         ("$\\frac{3}{4}$", "$\\frac{3}{4}$"),  # delimited gold kept as is
+        ("\\$5", "5"),  # an escaped dollar is currency, not a math delimiter
     ],
 )
 def test_equivalent_forms(answer, gold):

@@ -55,6 +55,16 @@ def test_hang_costs_one_item_and_pool_survives(scorer):
     assert scorer.num_alive_workers == 2
 
 
+def test_hang_inside_a_worker_queue(scorer):
+    # Workers get several items at once; a hang in the middle of a queue sends the items behind it elsewhere.
+    completions = [f"\\boxed{{{i}}}" for i in range(40)]
+    completions[23] = HANG
+    result = scorer.score(completions, [str(i) for i in range(40)])
+    expected = [Status.CORRECT] * 40
+    expected[23] = Status.TIMEOUT
+    assert result.status_b.tolist() == expected
+
+
 def test_duplicates_are_checked_once(scorer):
     before = scorer.stats["items_checked"]
     result = scorer.score(["\\boxed{6}"] * 8 + ["\\boxed{5}"] * 8, ["6"] * 16)

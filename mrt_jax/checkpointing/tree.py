@@ -44,8 +44,21 @@ def flatten_for_save(tree: Any) -> tuple[dict[str, jax.Array], dict[str, Any]]:
                     "typed PRNG keys and Python scalars (put other values in the JSON items)"
                 )
             leaf = jnp.asarray(leaf)  # canonical JAX dtype, so the restored leaf fingerprints the same
-        flat[name] = leaf
+        flat[name] = _global(leaf)
     return flat, {"paths": paths, "key_impls": impls}
+
+
+def _replicated_everywhere() -> NamedSharding:
+    return NamedSharding(Mesh(np.asarray(jax.devices()), ("all",)), PartitionSpec())
+
+
+def _global(leaf: Any) -> Any:
+    """Multi-process runs: Orbax only saves global arrays, so a process-local leaf (a key or counter made outside
+    jit, a numpy array) is taken as replicated -- every process must hold the same value -- and made global."""
+    if jax.process_count() == 1 or (isinstance(leaf, jax.Array) and not leaf.is_fully_addressable):
+        return leaf
+    host = np.asarray(leaf)
+    return jax.make_array_from_callback(host.shape, _replicated_everywhere(), lambda idx: host[idx])
 
 
 def _key_data_abstract(leaf: Any) -> jax.ShapeDtypeStruct:
@@ -63,15 +76,20 @@ def on_mesh(abstract_tree: Any, mesh: Mesh | None = None) -> Any:
 
     Leaves may be ``jax.ShapeDtypeStruct`` (from ``jax.eval_shape`` / ``nnx.eval_shape``) or concrete arrays (their
     shape, dtype and sharding are used). A ``NamedSharding`` over an ``AbstractMesh`` (what ``nnx.eval_shape``
-    gives) is rebuilt on ``mesh`` with the same PartitionSpec; Orbax rejects abstract meshes.
+    gives) is rebuilt on ``mesh`` with the same PartitionSpec; Orbax rejects abstract meshes. Multi-process: a leaf
+    without a NamedSharding is restored replicated over all devices.
     """
 
     def one(x):
+        if isinstance(x, (int, float, bool, np.generic)):  # a Python scalar leaf was saved as a 0-d array
+            x = jnp.asarray(x)
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             raise TypeError(f"abstract target leaf of type {type(x).__name__} has no shape/dtype")
         sharding = getattr(x, "sharding", None)
         if isinstance(x, np.ndarray):
             sharding = None
+        if jax.process_count() > 1 and not isinstance(sharding, NamedSharding):
+            sharding = _replicated_everywhere()  # see _global: process-local leaves are saved replicated
         if isinstance(sharding, NamedSharding) and isinstance(sharding.mesh, jax.sharding.AbstractMesh):
             if mesh is None:
                 raise ValueError(
@@ -140,21 +158,33 @@ def _leaf_fp(x: jax.Array) -> jax.Array:
     return jnp.stack([jnp.sum(bits, dtype=jnp.uint32), jnp.sum(bits * weight, dtype=jnp.uint32)])
 
 
-@jax.jit
 def _fingerprints(flat: dict[str, jax.Array]) -> dict[str, jax.Array]:
     return {k: _leaf_fp(v) for k, v in flat.items()}
+
+
+_FP_JITS: dict[tuple[int, ...], Any] = {}
+
+
+def _fingerprint_fn(device_ids: tuple[int, ...]):
+    """One jit per device set, with a replicated output so every process can read it locally."""
+    if device_ids not in _FP_JITS:
+        if device_ids:
+            by_id = {d.id: d for d in jax.devices()}
+            mesh = Mesh(np.asarray([by_id[i] for i in device_ids]), ("all",))
+            _FP_JITS[device_ids] = jax.jit(_fingerprints, out_shardings=NamedSharding(mesh, PartitionSpec()))
+        else:
+            _FP_JITS[device_ids] = jax.jit(_fingerprints)
+    return _FP_JITS[device_ids]
 
 
 def fingerprint(flat: Mapping[str, Any]) -> dict[str, list[int]]:
     """``{leaf_i: [sum, weighted_sum]}`` of each leaf's raw bits (see module docstring); a few bytes cross to host."""
     groups: dict[tuple[int, ...], dict[str, Any]] = {}
     for k, v in flat.items():  # one jit per device set: a jit cannot mix arrays committed to different devices
-        sharding = getattr(v, "sharding", None)
-        ids = tuple(sorted(d.id for d in sharding.device_set)) if sharding is not None else ()
+        ids = tuple(sorted(d.id for d in v.sharding.device_set)) if isinstance(v, jax.Array) else ()
         groups.setdefault(ids, {})[k] = v
     result = {}
-    for group in groups.values():
-        for k, v in _fingerprints(group).items():
-            # Replicated result: reading one local shard works on every process of a multi-host run too.
+    for ids, group in groups.items():
+        for k, v in _fingerprint_fn(ids)(group).items():
             result[k] = [int(s) for s in np.asarray(v.addressable_data(0))]
     return result

@@ -72,12 +72,12 @@ def load_pretrained(
 
 
 def _special_ids(tokenizer) -> dict[str, Any]:
+    """bos/eos/pad ids; eos is the primary id first, then every other id that ends generation."""
     if tokenizer is None:
         return {}
-    eos_ids = list(getattr(tokenizer, "eos_ids", ()) or ())
     eos = getattr(tokenizer, "eos_id", None)
-    if eos is not None and eos not in eos_ids:
-        eos_ids.insert(0, eos)
+    eos_ids = [eos] if eos is not None else []
+    eos_ids += [i for i in getattr(tokenizer, "eos_ids", ()) or () if i not in eos_ids]
     return {"bos_token_id": getattr(tokenizer, "bos_id", None),
             "eos_token_id": eos_ids[0] if len(eos_ids) == 1 else (eos_ids or None),
             "pad_token_id": getattr(tokenizer, "pad_id", None)}
@@ -92,8 +92,9 @@ def save_pretrained(model: Decoder, tokenizer, out_dir: str | os.PathLike,
     if jax.process_index() != 0:
         return
     ids = _special_ids(tokenizer)
+    primary = {**ids, "eos_token_id": ids["eos_token_id"][0]} if isinstance(ids.get("eos_token_id"), list) else ids
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(config_to_hf(model.cfg, **ids), f, indent=2)
+        json.dump(config_to_hf(model.cfg, **primary), f, indent=2)
     gen = {k: v for k, v in ids.items() if v is not None}
     with open(os.path.join(out_dir, "generation_config.json"), "w", encoding="utf-8") as f:
         json.dump(gen, f, indent=2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 
 from mrt_jax.rewards import _mv_core
 from mrt_jax.rewards.extraction import DEFAULT_EXTRACTION, ExtractionConfig, extract_answer, gold_answer
@@ -43,12 +44,15 @@ def time_limit(seconds: float | None):
         raise _ItemTimeout()
 
     previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    outer_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_delay > 0:  # re-arm a caller's own timer with what is left of it (at least 1 ms)
+            signal.setitimer(signal.ITIMER_REAL, max(outer_delay - (time.monotonic() - started), 1e-3))
 
 
 def verify_in_process(answer: str | None, gold: str, timeout_s: float | None) -> Status:
@@ -77,8 +81,8 @@ def score_math(
 
     answer = `extract_answer(completion, extraction)` (text after `</think>`, last box, else Answer: line);
     reward = 1.0 iff `math_verify.verify(parse(gold), parse(answer))` (gold first; raw LaTeX golds such as
-    `\\frac{1}{2}` are wrapped in `$...$`; a worked solution is reduced to its last box). No answer or a timeout (`timeout` seconds, main thread only; None = no
-    limit) scores 0.0.
+    `\\frac{1}{2}` are wrapped in `$...$`; a worked solution is reduced to its last box). No answer or a timeout
+    (`timeout` seconds, main thread only; None = no limit) scores 0.0.
 
     Raises InvalidGoldError when the gold is empty, prose ("see solution") or parses to no expression.
     """

@@ -100,8 +100,8 @@ class MathScorer:
     """Scores completions against gold answers with math-verify, `num_workers` processes, `timeout_s` per item.
 
     reward_i = 1.0 if status_i == CORRECT else 0.0, where status_i comes from `extract_answer` (the part after
-    `</think>`, last box, else Answer: line) and `math_verify.verify(gold_i, answer_i)`; see `Status` for the codes. A gold that is a worked solution is reduced to
-    its last box (`gold_answer`).
+    `</think>`, last box, else Answer: line) and `math_verify.verify(gold_i, answer_i)`; see `Status` for the codes.
+    A gold that is a worked solution is reduced to its last box (`gold_answer`).
     `num_workers=0` scores in this process with a SIGALRM limit (main thread only; for tiny jobs and tests).
     Workers start lazily on the first `score` and live until `close()` (or the end of a `with` block).
     Answers longer than `max_answer_chars` are scored WRONG without parsing. `memory_limit_mb` caps each worker's
@@ -185,7 +185,12 @@ class MathScorer:
             if self.num_workers == 0:
                 codes = [int(verify_in_process(a, g, self.timeout_s)) for a, g in unique]
             else:
-                codes = self._run(unique)
+                try:
+                    codes = self._run(unique)
+                except BaseException:  # e.g. KeyboardInterrupt: never leave stale queued items behind
+                    for worker in [w for w in self._workers if w.queue]:
+                        self._retire(worker)
+                    raise
             self.stats["items_checked"] += len(unique)
         status_b = np.empty(batch, np.int8)
         for pair, code in zip(unique, codes, strict=True):

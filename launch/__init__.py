@@ -1,0 +1,1 @@
+"""Job submission to Cloud TPU VMs (``python -m launch.tpu_vm``)."""
