@@ -60,13 +60,14 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(args.threads)
     hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+    hf.generation_config.eos_token_id = None  # EOS ignored, as on our side (not banned)
     P = max(len(p) for p in prompts)
     ids = torch.tensor([[tok.pad_id] * (P - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (P - len(p)) + [1] * len(p) for p in prompts])
 
     def theirs():
         with torch.no_grad():
-            return hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new,
+            return hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new,
                                do_sample=False, pad_token_id=tok.pad_id)
 
     t0 = time.perf_counter()

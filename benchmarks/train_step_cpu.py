@@ -13,7 +13,8 @@ import json
 import os
 import time
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if __name__ == "__main__":  # only when run as the CPU benchmark; importing its helpers keeps the platform
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -27,7 +28,9 @@ def random_batch(state, model_cfg: ModelConfig, rows: int, seq: int, prompt: int
     k1, k2 = jax.random.split(jax.random.key(seed))
     tokens = jax.random.randint(k1, (rows, seq), 0, model_cfg.vocab_size)
     loss_mask = jnp.broadcast_to((jnp.arange(seq) >= prompt)[None], (rows, seq)).astype(jnp.float32)
-    old = jax.jit(lambda s, t: token_logprobs(s, t))(state, tokens)
+    logp = jax.jit(lambda s, t: token_logprobs(s, t))
+    chunk = 2  # bounds the [rows, seq, vocab] logits held at once
+    old = jnp.concatenate([logp(state, tokens[i:i + chunk]) for i in range(0, rows, chunk)])
     adv = jax.random.normal(k2, (rows, 1)) * loss_mask
     return dict(tokens=tokens, loss_mask=loss_mask, old_logp=old, advantages=adv)
 

@@ -122,6 +122,7 @@ class MetricsLogger:
     """Writes ``<run_dir>/metrics.jsonl``, TensorBoard events under ``<run_dir>/tb`` and a tqdm progress bar.
 
     ``start_step``: the step the run resumes from (0 for a fresh run); ``total_steps``: the last step, for ETA.
+    ``console_keys``: metric key -> short label shown on the bar and summarised (default ``CONSOLE_KEYS``).
     """
 
     def __init__(
@@ -133,10 +134,12 @@ class MetricsLogger:
         is_main: bool | None = None,
         tensorboard: bool = True,
         progress: bool = True,
+        console_keys: Mapping[str, str] | None = None,
         stream=None,
     ):
         self.run_dir = os.fspath(run_dir)
         self.total_steps, self.start_step = total_steps, start_step
+        self.console_keys = dict(CONSOLE_KEYS if console_keys is None else console_keys)
         self.is_main = jax.process_index() == 0 if is_main is None else is_main
         self.jsonl_path = os.path.join(self.run_dir, "metrics.jsonl")
         self._rows: list[dict[str, Any]] = []
@@ -183,9 +186,9 @@ class MetricsLogger:
             self._bar.set_postfix_str(self._postfix(row), refresh=False)
             self._bar.update(max(0, int(step) - self._bar.n))
 
-    @staticmethod
-    def _postfix(row: Mapping[str, Any]) -> str:
-        parts = [f"{label}={row[k]:.3g}" for k, label in CONSOLE_KEYS.items() if isinstance(row.get(k), (int, float))]
+    def _postfix(self, row: Mapping[str, Any]) -> str:
+        keys = self.console_keys.items()
+        parts = [f"{label}={row[k]:.3g}" for k, label in keys if isinstance(row.get(k), (int, float))]
         times = {k[len(TIME_PREFIX):]: v for k, v in row.items() if k.startswith(TIME_PREFIX) and v is not None}
         if times:
             parts.append("t[" + " ".join(f"{k} {v:.2f}s" for k, v in times.items()) + "]")
@@ -201,7 +204,7 @@ class MetricsLogger:
             "wall_seconds": round(time.time() - self._t_start, 2),
             "nonfinite_values": self._nonfinite,
         }
-        keys = list(CONSOLE_KEYS) + sorted({k for r in rows for k in r if k.startswith(TIME_PREFIX)})
+        keys = list(self.console_keys) + sorted({k for r in rows for k in r if k.startswith(TIME_PREFIX)})
         for key in keys:
             vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
             if not vals:

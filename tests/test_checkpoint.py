@@ -44,11 +44,14 @@ def _assert_same(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_round_trip_typed_key_json_items_and_cadence(tmp_path):
-    ckpt = Checkpointer(tmp_path / "ck", save_every=2, keep_last=3)
+@pytest.mark.parametrize("fingerprints", [True, False])
+def test_round_trip_typed_key_json_items_and_cadence(tmp_path, fingerprints):
+    ckpt = Checkpointer(tmp_path / "ck", save_every=2, keep_last=3, fingerprints=fingerprints)
     assert ckpt.latest_step() is None
     assert not ckpt.maybe_save(1, _state(1))  # not a multiple of save_every
-    assert ckpt.maybe_save(2, _state(2), {"data": {"pos": 17}, "config": {"lr": 1e-6}})
+    with pytest.raises(ValueError, match="non-negative int"):
+        ckpt.maybe_save(2.0, _state(2))
+    assert ckpt.maybe_save(np.int64(2), _state(2), {"data": {"pos": 17}, "config": {"lr": 1e-6}})
     assert not ckpt.maybe_save(2, _state(2))  # never twice
     assert ckpt.maybe_save(3, _state(3), {"data": {"pos": 25}}, force=True)
     ckpt.close()
@@ -60,6 +63,7 @@ def test_round_trip_typed_key_json_items_and_cadence(tmp_path):
     _assert_same(state, _state(3))
     # the RNG stream continues identically after resume
     assert jnp.array_equal(jax.random.normal(state["rng"], (3,)), jax.random.normal(_state(3)["rng"], (3,)))
+    assert not again.maybe_save(3, _state(3), force=True)  # the step resumed from is on disk already
     state2, items2, _ = again.restore(_abstract(_state(0)), step=2)
     _assert_same(state2, _state(2))
     assert items2["config"] == {"lr": 1e-6}
@@ -131,7 +135,7 @@ def test_keeps_last_k_plus_best(tmp_path, best_mode):
     ckpt = Checkpointer(tmp_path / "ck", save_every=1, keep_last=2, best_mode=best_mode)
     for step, a in acc.items():
         ckpt.maybe_save(step, _state(step), metrics=None if a is None else {"eval_accuracy": a})
-        assert len(ckpt.all_steps()) <= 2 + 1 + 1  # K, the one in flight, the best
+        assert len(ckpt.all_steps()) <= 2 + 1  # K (counting the one in flight) + the best
     ckpt.close()
     best = 2 if best_mode == "max" else 7
     assert Checkpointer(tmp_path / "ck", save_every=1).all_steps() == sorted({6, 7, best})

@@ -51,7 +51,8 @@ _WORKER = textwrap.dedent(
               "rng": jax.eval_shape(lambda: jax.random.key(0))}
     reader = Checkpointer(os.path.join(shared, "ck"), save_every=1)
     restored, items, step = reader.restore(target)
-    local_ok = all(np.array_equal(np.asarray(s.data), global_w(step)[s.index]) for s in restored["w"].addressable_shards)
+    shards = restored["w"].addressable_shards
+    local_ok = all(np.array_equal(np.asarray(s.data), global_w(step)[s.index]) for s in shards)
     steps_after = reader.all_steps()
     reader.close()
 
@@ -85,7 +86,7 @@ def test_two_processes_save_fall_back_restore_and_agree_to_stop(tmp_path):
     outs = []
     try:
         for p in procs:
-            outs.append(p.communicate(timeout=240))
+            outs.append(p.communicate(timeout=600))
     finally:
         for p in procs:
             if p.poll() is None:

@@ -72,7 +72,7 @@ def test_sigterm_saves_at_step_boundary_and_exits_zero(tmp_path):
                 proc.send_signal(signal.SIGTERM)
                 break
         rest = proc.stdout.read()
-        assert proc.wait(timeout=120) == 0
+        assert proc.wait(timeout=300) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

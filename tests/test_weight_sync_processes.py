@@ -25,7 +25,7 @@ _COMMON = textwrap.dedent(
             "count": jnp.int32(step),
         }
 
-    def wait_for(path, timeout=90.0):
+    def wait_for(path, timeout=300.0):
         deadline = time.monotonic() + timeout
         while not os.path.exists(path):
             if time.monotonic() > deadline:
@@ -59,7 +59,7 @@ _SAMPLER = _COMMON + textwrap.dedent(
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), jax.eval_shape(known_params, 0))
     target["w"] = jax.ShapeDtypeStruct((64, 32), jnp.float32, sharding=NamedSharding(mesh, P(None, "tensor")))
     sub = WeightSubscriber(os.path.join(shared, "publish"), mesh=mesh)
-    records, deadline = [], time.monotonic() + 120
+    records, deadline = [], time.monotonic() + 300
     while (not records or records[-1]["step"] < 3) and time.monotonic() < deadline:
         got = sub.poll(target)
         if got is None:
@@ -95,8 +95,8 @@ def test_learner_and_sampler_processes(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        s_out, s_err = sampler.communicate(timeout=240)
-        l_out, l_err = learner.communicate(timeout=60)
+        s_out, s_err = sampler.communicate(timeout=600)
+        l_out, l_err = learner.communicate(timeout=120)
     finally:
         for p in (learner, sampler):
             if p.poll() is None:

@@ -77,7 +77,7 @@ class AotReport:
 
     def table(self) -> str:
         m = self.plan.memory
-        est = {"train": m.train_peak, "decode": m.sample_peak}
+        est = {"train": m.train_peak, "decode": m.sample_step}
         lines = [self.plan.table(), "",
                  f"{'step':<8}{'args GiB':>10}{'out GiB':>10}{'alias GiB':>10}{'temp GiB':>10}{'peak GiB':>10}"
                  f"{'estimate':>10}{'TFLOP':>9}{'compile s':>10}"]
@@ -92,7 +92,7 @@ class AotReport:
         d = {"slice": self.plan.slice.name, "model": self.model, **dataclasses.asdict(self.shape),
              "mesh": {"data": self.plan.data, "fsdp": self.plan.fsdp, "tensor": self.plan.tensor},
              "estimate": {**self.plan.memory.parts(), "train_peak": self.plan.memory.train_peak,
-                          "sample_peak": self.plan.memory.sample_peak},
+                          "sample_peak": self.plan.memory.sample_peak, "sample_step": self.plan.memory.sample_step},
              "compiled": {s.name: {**dataclasses.asdict(s), "peak": s.peak} for s in self.steps}}
         return json.dumps(d, sort_keys=True)
 

@@ -88,6 +88,12 @@ class MemoryEstimate:
     activations: int
     kv_cache: int
     decode: int
+    gathered: int = 0
+
+    @property
+    def sample_step(self) -> int:
+        """One decode step alone (what a compiled sampler step holds): params, cache, logits, gathered weights."""
+        return self.params + self.kv_cache + self.decode + self.gathered
 
     @property
     def persistent(self) -> int:
@@ -95,11 +101,11 @@ class MemoryEstimate:
 
     @property
     def train_peak(self) -> int:
-        return self.persistent + self.grads + self.activations
+        return self.persistent + self.grads + self.activations + self.gathered
 
     @property
     def sample_peak(self) -> int:
-        return self.persistent + self.kv_cache + self.decode
+        return self.persistent + self.kv_cache + self.decode + self.gathered
 
     @property
     def total(self) -> int:
@@ -137,7 +143,8 @@ def estimate_memory(
     ``master_fp32`` and params are not fp32; opt_state = AdamW's 2 moments x itemsize(moment_dtype); grads =
     param shards in the param dtype (fp32 with a master copy); activations see :func:`activation_bytes`;
     kv_cache = shard of 2 x [layers, sample_batch, cache_slots, kv heads, head dim] in the compute dtype;
-    decode = float32 logits of one decode step (x2 for sampling).
+    decode = float32 logits of one decode step (x2 for sampling); gathered = with fsdp > 1, the all-gathered
+    embedding table plus one layer's weights in the compute dtype (sharded only over ``tensor``).
     """
     mesh = abstract_mesh(data, fsdp, tensor)
     remat = cfg.remat if remat is None else remat
@@ -151,5 +158,11 @@ def estimate_memory(
     kv = 2 * shard_elems(kv_shape, CACHE_AXES, mesh) * _itemsize(cfg.dtype) if sample_batch and cache_slots else 0
     s_rows = -(-sample_batch // (data * fsdp)) if sample_batch else 0
     decode = 2 * s_rows * shard_elems((cfg.vocab_size,), ("vocab",), mesh) * 4
+    gathered = 0
+    if fsdp > 1:
+        t_mesh, shapes = abstract_mesh(1, 1, tensor), param_shapes(cfg)
+        layer = sum(shard_elems(s[1:], PARAM_AXES[n][1:], t_mesh) for n, s in shapes.items()
+                    if PARAM_AXES[n][0] == "layers")
+        gathered = (shard_elems(shapes["embed"], PARAM_AXES["embed"], t_mesh) + layer) * _itemsize(cfg.dtype)
     return MemoryEstimate(params=n_param * p_size, master=master, opt_state=2 * n_param * _itemsize(moment_dtype),
-                          grads=grads, activations=act, kv_cache=kv, decode=decode)
+                          grads=grads, activations=act, kv_cache=kv, decode=decode, gathered=gathered)

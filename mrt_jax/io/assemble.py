@@ -68,7 +68,7 @@ def validate_source(cfg: ModelConfig, source: TensorSource) -> None:
 
 
 def _finite(x: np.ndarray, name: str, source: TensorSource) -> None:
-    if not np.isfinite(x.astype(np.float32, copy=False)).all():
+    if not np.isfinite(x).all():  # works on float16/bfloat16 too, without a float32 copy
         raise CheckpointError(f"{source.where(name)}: tensor {name!r} holds NaN or infinite values")
 
 
@@ -97,7 +97,10 @@ def load_params(cfg: ModelConfig, source: TensorSource, mesh: Mesh | None = None
                 )
             del head
         sharding = shardings.get(pname)
-        out[pname] = jax.device_put(host, sharding) if sharding is not None else jax.device_put(host)
+        arr = jax.device_put(host, sharding) if sharding is not None else jax.device_put(host)
+        # device_put is asynchronous and keeps ``host`` alive until the copy ends: wait, so that only one
+        # stacked parameter is ever held on the host
+        out[pname] = arr.block_until_ready()
         del host
     return out
 

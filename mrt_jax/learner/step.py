@@ -107,9 +107,12 @@ def build_train_step(cfg: LearnerConfig) -> Callable[[TrainState, dict], tuple[T
             accumulate, (zeros, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m0)), (mbs, w_mb))
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(grad_norm)
+        # Accumulate in float32, update in the params' dtype; every leaf keeps its dtype (a fixed-point carry).
+        grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
         updates, new_opt = optimizer.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        keep = lambda new, old: jax.tree.map(  # noqa: E731
+            lambda a, b: jnp.where(finite, a, b).astype(b.dtype), new, old)
         new_state = state.replace(
             params=keep(new_params, state.params), opt_state=keep(new_opt, state.opt_state),
             step=state.step + 1, skipped=state.skipped + (~finite).astype(jnp.int32),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mrt_jax.rl._checks import check_choice, check_prefix, check_rank
 from mrt_jax.rl.advantages import STD_SCALES, broadcast_to_tokens, grpo_sequence_advantages
@@ -104,10 +105,13 @@ def mrt_dense_advantages(
         raise ValueError(f"episode_bgt must hold integer episode ids (-1 = none), got dtype {episode_bgt.dtype}")
     progress_bge, valid_bge = episode_progress(j_bgk, j_valid_bgk)
     E = progress_bge.shape[2]
-    if not isinstance(episode_bgt, jax.core.Tracer):
-        hi = int(jnp.max(episode_bgt))
-        if hi >= E or int(jnp.min(episode_bgt)) < -1:
-            raise ValueError(f"episode_bgt ids must lie in [-1, {E - 1}] (E={E} episodes from j_bgk), found max {hi}")
+    try:  # concrete input: check the ids on the host; under jit they are clipped instead
+        ids = np.asarray(episode_bgt)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        ids = None
+    if ids is not None and ids.size and (ids.max() >= E or ids.min() < -1):
+        raise ValueError(f"episode_bgt ids must lie in [-1, {E - 1}] (E={E} episodes from j_bgk), "
+                         f"found min {ids.min()} max {ids.max()}")
     p_hat_bge, scale = normalize_progress(progress_bge, valid_bge, norm=norm, eps=eps)
     ep = jnp.clip(episode_bgt, 0, E - 1)
     bonus_bgt = jnp.take_along_axis(p_hat_bge, ep, axis=2)

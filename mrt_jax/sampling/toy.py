@@ -1,6 +1,6 @@
-"""A deterministic toy tokenizer for tests and smoke runs (no files): token i <-> a short lowercase string.
+"""A deterministic toy tokenizer for tests and smoke runs (no files): token i <-> a short string.
 
-Tokens 0..3 are specials (pad, bos, eos, unk). Token i >= 4 spells 1-3 letters, so texts built from tokens have
+Tokens 0..3 are specials (pad, bos, eos, unk). Token i >= 4 spells 1-3 characters, so texts built from tokens have
 strings that span token boundaries. ``encode`` is greedy longest-match and round-trips any text made of tokens.
 """
 
@@ -14,7 +14,8 @@ class ToyTokenizer:
     """Implements the parts of ``mrt_jax.tokenizer.Tokenizer`` the sampler uses."""
 
     def __init__(self, vocab_size: int = 512):
-        letters = string.ascii_lowercase + " \n"
+        letters = string.ascii_letters + string.digits + " \n.,?!'*:"
+        n = len(letters)
         self.vocab_size = vocab_size
         self.pad_id, self.bos_id, self.eos_id = 0, 1, 2
         self.eos_ids = (2,)
@@ -22,8 +23,8 @@ class ToyTokenizer:
         self._pieces = ["<pad>", "<s>", "</s>", "<unk>"]
         i = 0
         while len(self._pieces) < vocab_size:
-            a, b, c = i % 28, (i // 28) % 28, (i // 784) % 28
-            piece = letters[a] + (letters[b] if i >= 28 else "") + (letters[c] if i >= 784 else "")
+            a, b, c = i % n, (i // n) % n, (i // (n * n)) % n
+            piece = letters[a] + (letters[b] if i >= n else "") + (letters[c] if i >= n * n else "")
             self._pieces.append(piece)
             i += 1
         self._ids = {p: j for j, p in enumerate(self._pieces) if j >= 4}
