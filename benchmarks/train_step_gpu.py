@@ -167,13 +167,14 @@ def main(argv=None) -> dict:
         tps = r.get("tokens_per_s")
         if tps:
             r["mfu_6n"] = round(tps * 6 * n_params / H200_PEAK_BF16, 4)
-            print(f"{r['framework']:>10} {tps:>10} {r['mfu_6n']:>8} {r['step_s']:>8}  peak {r.get('peak_gib', '-')} GiB")
+            peak = r.get("peak_gib", "-")
+            print(f"{r['framework']:>10} {tps:>10} {r['mfu_6n']:>8} {r['step_s']:>8}  peak {peak} GiB")
         else:
             why = (r.get("error") or r.get("skipped") or "").strip().splitlines()
             print(f"{r['framework']:>10} {'-':>10} {'-':>8} {'-':>8}  {why[-1][:200] if why else ''}")
     jax_tps = results[0].get("tokens_per_s")
-    out = {"benchmark": "train_step_gpu", "smoke": args.smoke, "fused_attention": args.fused_attention, "rows": args.rows, "micro_batches": args.micro,
-           "seq": args.seq, "params": n_params, "results": results,
+    out = {"benchmark": "train_step_gpu", "smoke": args.smoke, "fused_attention": args.fused_attention,
+           "rows": args.rows, "micro_batches": args.micro, "seq": args.seq, "params": n_params, "results": results,
            "vs_reference_31.4k": round(jax_tps / REFERENCE_TORCH_TOK_S, 3) if jax_tps else None}
     torch_tps = results[-1].get("tokens_per_s") if len(results) > 1 else None
     if jax_tps and torch_tps:

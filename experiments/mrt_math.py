@@ -82,7 +82,7 @@ def run(cfg: ExperimentConfig) -> dict:
     from mrt_jax.learner import LearnerConfig, create_train_state, make_train_step
     from mrt_jax.metrics import MetricsLogger, StepTimer
     from mrt_jax.sampling import Sampler
-    from mrt_jax.sampling.episodes import EpisodeRules, segment_tokens
+    from mrt_jax.sampling.episodes import EpisodeRules, char_to_token, text_boundaries
 
     t_start = time.time()
     mesh = _mesh(cfg)
@@ -113,11 +113,19 @@ def run(cfg: ExperimentConfig) -> dict:
     sampler = Sampler(model, tokenizer, mesh=mesh, max_cache_len=cache_len)
     suffix = fmt.forced_termination_suffix
     suffix_ids = tokenizer.encode(suffix)
-    rules = (EpisodeRules.token_grid(cfg.episode_grid) if cfg.episode_rule == "grid"
-             else EpisodeRules.markers(cues=fmt.continuation_cues))
+    if cfg.episode_rule == "grid":
+        rules = EpisodeRules.grid_of(cfg.episode_grid)
+    else:
+        rules = EpisodeRules.r1(markers=tuple(fmt.continuation_cues), min_gap=1)
 
     def boundaries(tokens: list[int]) -> list[int]:
-        return segment_tokens(tokens, tokenizer, rules)
+        """Episode starts in completion tokens. Marker boundaries are moved before the blank line, so a forced
+        termination reads prefix + suffix exactly as the prompt format lays it out."""
+        if rules.mode == "grid":
+            return list(range(rules.grid, len(tokens), rules.grid))
+        decode = tokenizer.decode
+        chars = [max(0, c - len(rules.separator)) for c in text_boundaries(decode(tokens), rules)]
+        return sorted({b for b in char_to_token(tokens, chars, decode) if 0 < b < len(tokens)})
 
     settings = rollout_lib.RolloutSettings(
         algo=cfg.algo, group_size=cfg.group_size, max_prompt_tokens=max_prompt, max_new_tokens=cfg.max_new_tokens,
@@ -220,6 +228,7 @@ def _print_result(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax is chatty at INFO
     cfg = parse_args(argv)
     from mrt_jax.checkpointing import ConfigMismatchError
 

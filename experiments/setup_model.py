@@ -64,7 +64,7 @@ def build(cfg, mesh):
     name = cfg.model
     if name in FROM_SCRATCH:
         tokenizer = procedural_tokenizer(cfg.task)
-        mcfg = PRESETS[name].replace(vocab_size=max(tokenizer.vocab_size, PRESETS[name].vocab_size))
+        mcfg = PRESETS[name].replace(vocab_size=tokenizer.vocab_size)
         model = create_model(mcfg, mesh=mesh, seed=cfg.seed)
         info = {}
         if name == "demo" and cfg.sft_steps > 0:

@@ -18,7 +18,7 @@ needs_libtpu = pytest.mark.skipif(
 
 
 @needs_libtpu
-def test_compile_tiny_for_v5e_4(capsys):
+def test_compile_tiny_for_v5e_4():
     cfg = get_preset("tiny", remat=True)
     report = compile_for_slice("v5e-4", cfg, batch=4, seq=32, cache_slots=48, model_name="tiny")
     assert report.plan.axes == (1, 4, 1)

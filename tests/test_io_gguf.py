@@ -18,13 +18,19 @@ FFN = 96  # quantised rows need a multiple of 32 values
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_f32_gguf_matches_transformers(tmp_path, arch):
+    from transformers import AutoModelForCausalLM
+
     ref = hf_model(arch, tie=arch == "llama", intermediate_size=FFN)
     write_gguf(tmp_path / "m.gguf", ref, arch=arch)
     model, tok = load_pretrained(tmp_path / "m.gguf")
     assert tok is None and model.cfg.architecture == arch
     assert model.cfg.tie_word_embeddings == (arch == "llama") and model.cfg.rms_norm_eps == 1e-5
     x = tokens()
-    np.testing.assert_allclose(np.asarray(model(jnp.asarray(x))), hf_logits(ref, x), atol=1e-4, rtol=0)
+    ours = np.asarray(model(jnp.asarray(x)))
+    np.testing.assert_allclose(ours, hf_logits(ref, x), atol=1e-4, rtol=0)
+    # transformers' own GGUF reader agrees on the file (so the q/k permutation convention is llama.cpp's)
+    theirs = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="m.gguf", dtype="float32").eval()
+    np.testing.assert_allclose(ours, hf_logits(theirs, x), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("quant,tol", [("F16", 2e-3), ("BF16", 2e-2), ("Q8_0", 1e-2), ("Q4_0", 0.1), ("Q5_1", 0.05)])

@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         spec = get_slice(a.tpu)
+        if spec.platform == "tpu" and "JAX_PLATFORMS" not in os.environ:
+            jax.config.update("jax_platforms", "cpu")  # describing a slice needs no accelerator backend
         cfg = get_preset(a.model, param_dtype=a.dtype, dtype=a.dtype, remat=a.remat)
         batch = a.batch or (spec.chips if spec.platform == "tpu" else len(jax.devices()))
         report = compile_for_slice(a.tpu, cfg, batch, a.seq, sample_batch=a.sample_batch, cache_slots=a.cache_slots,

@@ -141,7 +141,8 @@ def estimate_memory(
 
     params = sum of parameter shards x itemsize(param_dtype); master = fp32 copy of the shards when
     ``master_fp32`` and params are not fp32; opt_state = AdamW's 2 moments x itemsize(moment_dtype); grads =
-    param shards in the param dtype (fp32 with a master copy); activations see :func:`activation_bytes`;
+    param shards in the wider of the param and moment dtypes (the update's fp32 view; fp32 with a master copy);
+    activations see :func:`activation_bytes`;
     kv_cache = shard of 2 x [layers, sample_batch, cache_slots, kv heads, head dim] in the compute dtype;
     decode = float32 logits of one decode step (x2 for sampling); gathered = with fsdp > 1, the all-gathered
     embedding table plus one layer's weights in the compute dtype (sharded only over ``tensor``).
@@ -151,7 +152,8 @@ def estimate_memory(
     n_param = param_elems_per_chip(cfg, mesh)
     p_size = _itemsize(cfg.param_dtype)
     master = n_param * 4 if master_fp32 and p_size != 4 else 0
-    grads = n_param * (4 if master else p_size)
+    # The AdamW update works on a moment-dtype (fp32) view of the gradients: count that, not the bf16 grads.
+    grads = n_param * (4 if master else max(p_size, _itemsize(moment_dtype)))
     rows = -(-batch // (data * fsdp))
     act = activation_bytes(cfg, rows, seq, tensor, remat)
     kv_shape = (cfg.num_layers, sample_batch, cache_slots, cfg.num_kv_heads, cfg.head_dim)

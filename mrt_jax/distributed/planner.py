@@ -165,15 +165,20 @@ def _refusal(cfg, best: MeshPlan, kw: dict, usable_fraction: float, fixed: tuple
             continue
         if label.startswith("a bigger slice"):
             break
-    if not hints:  # no single change is enough: remat + bf16 params + the largest halved batch that fits
-        c, b = cfg.replace(param_dtype="bfloat16", dtype="bfloat16"), kw["batch"]
-        while b >= 1 and not hints:
-            k = dict(kw, remat=True, batch=b, sample_batch=min(kw["sample_batch"], b) if kw["sample_batch"] else 0)
-            try:
-                p = plan_mesh(c, best.slice.name, usable_fraction=usable_fraction, suggest=False, **k)
-                hints.append(f"remat=True, bfloat16 params and compute, batch={b} -> {p.memory.total / GiB:.2f} GiB")
-            except PlanError:
-                b //= 2
+    if not hints:  # no single change is enough: remat + bf16 + the largest halved batch, here or on a bigger slice
+        c = cfg.replace(param_dtype="bfloat16", dtype="bfloat16")
+        for name in [best.slice.name] + [s.name for s in sorted(bigger, key=lambda s: s.chips)]:
+            b = kw["batch"]
+            while b >= 1 and not hints:
+                k = dict(kw, remat=True, batch=b, sample_batch=min(kw["sample_batch"], b) if kw["sample_batch"] else 0)
+                try:
+                    p = plan_mesh(c, name, usable_fraction=usable_fraction, suggest=False, **k)
+                    hints.append(f"remat=True, bfloat16 params and compute, batch={b} on {name} -> "
+                                 f"{p.memory.total / GiB:.2f} GiB")
+                except PlanError:
+                    b //= 2
+            if hints:
+                break
     return msg + ". " + ("Options that fit: " + "; ".join(hints) if hints else
-                         "Nothing fits on this slice even with remat, bf16 and batch 1: use a bigger slice or "
-                         "shorter sequences")
+                         "Nothing fits even with remat, bf16 and batch 1 on the largest slice: use shorter "
+                         "sequences")

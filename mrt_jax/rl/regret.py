@@ -15,7 +15,8 @@ def _curve(tokens, accuracy, what: str = "curve") -> tuple[np.ndarray, np.ndarra
     t = np.asarray(tokens, np.float64).reshape(-1)
     a = np.asarray(accuracy, np.float64).reshape(-1)
     if t.shape != a.shape or t.size == 0:
-        raise ValueError(f"{what}: tokens and accuracy must be non-empty and of equal length, got {t.size} and {a.size}")
+        raise ValueError(f"{what}: tokens and accuracy must be non-empty and of equal length, "
+                         f"got {t.size} and {a.size}")
     if not (np.all(np.isfinite(t)) and np.all(np.isfinite(a))):
         raise ValueError(f"{what}: tokens and accuracy must be finite")
     if np.any(t < 0) or np.any(np.diff(t) <= 0):

@@ -44,10 +44,13 @@ class Sampler:
 
     ``mesh``: defaults to the mesh of the model's parameters (none for a single device). ``max_cache_len``: the
     most slots (prompt + generated) a row may use. ``chunk``: decode steps between host stop-string checks.
+    ``window``: without stop strings, decode runs in chunks of this many steps, each attending over only the
+    (bucketed) part of the cache it can reach; None = one loop over the whole cache.
     """
 
     def __init__(self, model, tokenizer=None, *, mesh=None, max_cache_len: int | None = None,
-                 eos_ids: Sequence[int] | None = None, pad_id: int | None = None, chunk: int = 32):
+                 eos_ids: Sequence[int] | None = None, pad_id: int | None = None, chunk: int = 32,
+                 window: int | None = 128):
         self.cfg = model.cfg
         self.tokenizer = tokenizer
         self.graphdef, self.state = nnx.split(model)
@@ -63,6 +66,9 @@ class Sampler:
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.chunk = chunk
+        if window is not None and window < 1:
+            raise ValueError(f"window must be >= 1 or None, got {window}")
+        self.window = window
         self._prefill, self._decode = make_engine(self.graphdef, pad_id=self.pad_id)
         self._shards = 1
         if self.mesh is not None:
@@ -226,9 +232,13 @@ class Sampler:
                 step = int(st.step)
                 if step >= max_b or bool(jnp.all(st.done_b)):
                     break
-                stop_at = min(step + self.chunk, max_b) if stop else max_b
-                cache, st = self._decode(self.state, cache, st, valid, dec_start, jnp.int32(stop_at), params,
-                                         stop_ids, greedy=greedy, use_filter=use_filter)
+                stop_at = min(step + (self.chunk if stop else (self.window or max_b)), max_b)
+                # Attend over (and carry) only the slots this chunk can reach: the cache tail is never read.
+                W = min(S, bucket(start + A + stop_at)) if self.window else S
+                sub, sub_valid = (cache, valid) if W == S else (_slice_slots(cache, W), valid[:, :W])
+                sub, st = self._decode(self.state, sub, st, sub_valid, dec_start, jnp.int32(stop_at), params,
+                                       stop_ids, greedy=greedy, use_filter=use_filter)
+                cache = sub if W == S else _put_slots(cache, sub)
                 if stop:
                     st = self._check_stops(st, stop, trunc, n)
             if stop:
@@ -280,6 +290,17 @@ class Sampler:
         ref = CacheRef(cache, slots) if cache is not None else None
         return SampleOutput(tokens, logps, slogps, np.asarray([len(t) for t in tokens]), reasons,
                             [list(p) for p in prefixes], texts, ref)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _slice_slots(cache: KVCache, n_slots: int) -> KVCache:
+    return KVCache(cache.k[:, :, :n_slots], cache.v[:, :, :n_slots])
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def _put_slots(cache: KVCache, sub: KVCache) -> KVCache:
+    put = lambda x, y: jax.lax.dynamic_update_slice(x, y, (0, 0, 0, 0, 0))  # noqa: E731
+    return KVCache(put(cache.k, sub.k), put(cache.v, sub.v))
 
 
 @functools.partial(jax.jit, static_argnums=(2,))
