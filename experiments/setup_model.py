@@ -44,7 +44,7 @@ def _warm_start(model, tokenizer, cfg, mesh):
         loaded, _ = load_pretrained(folder, mesh=mesh)
         return loaded, {"sft_cached": True}
     examples = []
-    diffs = tuple(range(1, cfg.difficulty + 2))
+    diffs = (cfg.difficulty,)
     for ex in sft_examples([cfg.task], 2000, seed=cfg.seed + 1000, difficulties=diffs):
         examples.append(SFTExample(tokenizer.encode(ex["prompt"]), tokenizer.encode(ex["completion"]) +
                                    [tokenizer.eos_id]))
@@ -52,7 +52,7 @@ def _warm_start(model, tokenizer, cfg, mesh):
     seq_len = -(-seq_len // 16) * 16
     tokens, mask = pack_examples(examples, seq_len, tokenizer.pad_id)
     log.info("warm start: SFT on %d worked traces (seq %d) for %d steps", len(examples), seq_len, cfg.sft_steps)
-    model, losses = train_sft(model, tokens, mask, steps=cfg.sft_steps, batch_size=32,
+    model, losses = train_sft(model, tokens, mask, steps=cfg.sft_steps, batch_size=16,
                               learning_rate=cfg.sft_learning_rate, seed=cfg.seed)
     save_pretrained(model, tokenizer, folder + ".tmp")
     os.replace(folder + ".tmp", folder) if not os.path.exists(folder) else None

@@ -53,7 +53,9 @@ def masked_nll(logits_btv: jax.Array, tokens_bt: jax.Array, mask_bt: jax.Array) 
 
 def train_sft(model: Decoder, tokens_nt: np.ndarray, mask_nt: np.ndarray, *, steps: int, batch_size: int,
               learning_rate: float, seed: int = 0, log_every: int = 50) -> tuple[Decoder, list[float]]:
-    """AdamW (warmup + cosine) on masked NLL; batches drawn by a seeded permutation. Returns (model, losses)."""
+    """AdamW (warmup + cosine) on masked NLL over length-bucketed batches in seeded order. Returns (model, losses).
+
+    The loss mask marks the last real token of each row (completion tokens run to the row's end)."""
     if steps <= 0:
         return model, []
     graphdef, params = nnx.split(model, nnx.Param)
@@ -70,15 +72,23 @@ def train_sft(model: Decoder, tokens_nt: np.ndarray, mask_nt: np.ndarray, *, ste
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
+    # Length-bucketed batches: rows sorted by length are cut into batches, and each batch is trimmed to a multiple
+    # of 32 tokens, so short traces do not pay for the longest one (a handful of compiled shapes).
     rng = np.random.default_rng(seed)
     n = tokens_nt.shape[0]
-    order, pos, losses = rng.permutation(n), 0, []
+    lengths = mask_nt.shape[1] - np.argmax(mask_nt[:, ::-1] > 0, axis=1)  # one past the last masked token
+    by_len = np.argsort(lengths, kind="stable")
+    batches = [by_len[i: i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
+    losses: list[float] = []
+    order, pos = rng.permutation(len(batches)), 0
     for i in range(steps):
-        if pos + batch_size > n:
-            order, pos = rng.permutation(n), 0
-        idx = order[pos: pos + batch_size]
-        pos += batch_size
-        params, opt_state, loss = step(params, opt_state, jnp.asarray(tokens_nt[idx]), jnp.asarray(mask_nt[idx]))
+        if pos == len(order):
+            order, pos = rng.permutation(len(batches)), 0
+        idx = batches[order[pos]]
+        pos += 1
+        width = min(tokens_nt.shape[1], int(-(-lengths[idx].max() // 32) * 32))
+        params, opt_state, loss = step(params, opt_state, jnp.asarray(tokens_nt[idx, :width]),
+                                       jnp.asarray(mask_nt[idx, :width]))
         losses.append(float(loss))
         if log_every and (i + 1) % log_every == 0:
             log.info("sft step %d/%d loss %.4f", i + 1, steps, np.mean(losses[-log_every:]))
