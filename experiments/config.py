@@ -115,11 +115,16 @@ def _flag_type(tp):
     return tp
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message: str):  # user mistakes: one line on stderr, exit code 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def parse_args(argv: list[str] | None = None) -> ExperimentConfig:
     """Preset first, then flags. Raises SystemExit(2) with a one-line message for bad values."""
     hints = typing.get_type_hints(ExperimentConfig)
     defaults = ExperimentConfig()
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="python -m experiments.mrt_math",
         description="Train a policy with MRT (or GRPO / MRT-STaR) and report accuracy vs token budget and regret.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -230,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax is chatty at INFO
     cfg = parse_args(argv)
+    if cfg.tpu == "cpu":  # before jax is imported: never probe for accelerators on a CPU run
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
     from mrt_jax.checkpointing import ConfigMismatchError
 
     try:

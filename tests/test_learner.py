@@ -61,12 +61,18 @@ def test_token_logprobs_match_incremental_kv_cache_decoding():
     state = create_train_state(MC, LC, seed=2)
     model = nnx.merge(state.graphdef, state.params)
     tokens = jax.random.randint(jax.random.key(4), (2, 6), 0, MC.vocab_size)
+    graphdef, params = nnx.split(model)
+
+    @jax.jit  # one compile for all decode steps (the slot index is traced)
+    def decode(params, tok_b1, i, cache, valid):
+        return nnx.merge(graphdef, params)(tok_b1, jnp.full((2, 1), i), cache=cache, cache_index=i, valid_bs=valid)
+
     cache = KVCache.zeros(MC, 2, 6)
     valid = jnp.zeros((2, 6), bool)
     got = []
     for i in range(5):
         valid = valid.at[:, i].set(True)
-        logits, cache = model(tokens[:, i:i + 1], jnp.full((2, 1), i), cache=cache, cache_index=i, valid_bs=valid)
+        logits, cache = decode(params, tokens[:, i:i + 1], jnp.int32(i), cache, valid)
         got.append(jax.nn.log_softmax(logits[:, 0])[jnp.arange(2), tokens[:, i + 1]])
     np.testing.assert_allclose(np.stack(got, 1), token_logprobs(model, tokens)[:, 1:], atol=1e-5)
 
@@ -116,8 +122,8 @@ def test_non_finite_update_is_skipped_and_counted(full_step):
 def test_zero_advantage_ratio_one_gives_zero_gradient(full_step):
     step, batch, _, _ = full_step
     state = create_train_state(MC, LC, seed=0)
-    zero = dict(batch, advantages=jnp.zeros((N, T)), old_logp=token_logprobs(state, batch["tokens"],
-                                                                             batch["attn_mask"]))
+    # make_batch shifted old_logp by 0.3 on loss tokens: undo it for ratio 1
+    zero = dict(batch, advantages=jnp.zeros((N, T)), old_logp=batch["old_logp"] - 0.3 * batch["loss_mask"])
     _, m = step(state, zero)
     assert float(m["grad_norm"]) == 0.0
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-import gguf
 import numpy as np
 
 from mrt_jax.io.assemble import CheckpointError
@@ -31,6 +30,8 @@ _BLOCK_RE = re.compile(r"blk\.(\d+)\.(.+)")
 
 
 def open_gguf(path: str) -> gguf.GGUFReader:
+    import gguf  # imported on use: hosts that never read GGUF files need not install it
+
     try:
         return gguf.GGUFReader(path)
     except Exception as e:  # the reader raises ValueError/struct errors/IndexError on garbage
@@ -128,6 +129,8 @@ class GGUFSource:
         t = self._tensors[name]
         qtype = t.tensor_type.name
         try:
+            import gguf
+
             w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), np.float32).reshape(self.shape(name))
         except (ValueError, NotImplementedError) as e:
             raise CheckpointError(f"{self.where(name)}: cannot dequantise {qtype} data ({e})") from e

@@ -72,6 +72,7 @@ def normalize_progress(
         return jnp.where(valid, progress_bge, 0.0), jnp.float32(1.0)
     stats = _masked_stats(progress_bge, valid, "p")
     scale = stats["p_std"] + eps
+    scale = jnp.where(scale > 0, scale, 1.0)  # all-equal progress with eps=0: keep it finite
     return jnp.where(valid, progress_bge / scale, 0.0), scale
 
 

@@ -1,0 +1,135 @@
+"""The training job end to end on the tiny preset: files, determinism, resume after SIGKILL, SIGTERM, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from experiments.config import parse_args
+from experiments.mrt_math import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--preset=tiny", "--steps=4", "--save_every=1", "--eval_every=4"]
+
+
+def _job(run_dir, *extra, **popen):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", MRT_JAX_CACHE=str(run_dir) + "_cache")
+    cmd = [sys.executable, "-m", "experiments.mrt_math", *TINY, f"--run_dir={run_dir}", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **popen)
+
+
+def _finish(proc, timeout=900):
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def _final_params(run_dir):
+    """The fingerprints Orbax metadata stores for the newest checkpoint (exact bit checksums of every array)."""
+    ckpt = os.path.join(run_dir, "checkpoints")
+    step = max(int(d) for d in os.listdir(ckpt) if d.isdigit())
+    with open(os.path.join(ckpt, str(step), "meta", "metadata")) as f:
+        meta = json.load(f)
+    return step, meta["fingerprints"]
+
+
+def _steps(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line)["step"] for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("jobs") / "full"
+    code, out = _finish(_job(run_dir))
+    assert code == 0, out[-3000:]
+    return run_dir
+
+
+def test_tiny_run_writes_the_run_dir(uninterrupted):
+    for name in ("config.json", "metrics.jsonl", "report.md", "result.json", "eval_before.json", "tb"):
+        assert os.path.exists(uninterrupted / name), name
+    assert _steps(uninterrupted) == [1, 2, 3, 4]
+    row = json.loads(open(uninterrupted / "metrics.jsonl").read().splitlines()[-1])
+    for key in ("reward", "accuracy", "mean_length", "loss", "grad_norm", "time/sample", "time/learn", "time/sync"):
+        assert key in row, key
+    assert "| accuracy |" in open(uninterrupted / "report.md").read()
+
+
+def test_same_seed_same_parameters(uninterrupted, tmp_path):
+    code, out = _finish(_job(tmp_path / "again"))
+    assert code == 0, out[-3000:]
+    assert _final_params(tmp_path / "again") == _final_params(uninterrupted)
+
+
+def test_sigkill_then_resume_is_bit_identical(uninterrupted, tmp_path):
+    run_dir = tmp_path / "killed"
+    proc = _job(run_dir)
+    deadline = time.time() + 900
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(run_dir / "metrics.jsonl") and len(_steps(run_dir)) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the job ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    code, out = _finish(_job(run_dir))
+    assert code == 0, out[-3000:]
+    assert "resumed from step" in out
+    assert _final_params(run_dir) == _final_params(uninterrupted)
+    assert _steps(run_dir) == [1, 2, 3, 4]  # no duplicated rows after the resume
+
+
+def test_sigterm_saves_a_complete_checkpoint_and_exits_cleanly(tmp_path):
+    run_dir = tmp_path / "term"
+    proc = _job(run_dir, "--steps=50", "--save_every=100")
+    deadline = time.time() + 900
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(run_dir / "metrics.jsonl") and len(_steps(run_dir)) >= 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    code, out = _finish(proc)
+    assert code == 0, out[-3000:]
+    step, fingerprints = _final_params(run_dir)
+    assert 1 <= step < 50 and fingerprints
+
+
+def test_bad_flag_values_are_one_line_errors(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--algo=ppo"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("--algo='ppo' is not allowed; choose one of mrt, grpo, mrt_star")
+
+
+def test_missing_model_path_is_a_one_line_error(tmp_path, capsys):
+    code = main([f"--run_dir={tmp_path / 'r'}", "--model=/nonexistent/model.gguf", "--steps=1"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "/nonexistent/model.gguf" in err[0]
+
+
+def test_run_dir_of_another_config_is_refused(tmp_path, capsys):
+    run_dir = tmp_path / "other"
+    (run_dir / "checkpoints" / "3").mkdir(parents=True)
+    stored = parse_args(["--preset=tiny", f"--run_dir={run_dir}", "--alpha=0.5"]).to_dict()
+    (run_dir / "config.json").write_text(json.dumps(stored))
+    code = main(["--preset=tiny", f"--run_dir={run_dir}", "--alpha=2.0"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "refusing to resume" in err and "alpha" in err
+    assert json.loads((run_dir / "config.json").read_text())["alpha"] == 0.5  # nothing overwritten
+
+
+def test_every_preset_parses():
+    from experiments.config import PRESETS
+
+    for name in PRESETS:
+        assert parse_args([f"--preset={name}"]).preset == name
+    assert np.isfinite(parse_args([]).alpha)
