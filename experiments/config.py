@@ -13,7 +13,7 @@ import typing
 ALGOS = ("mrt", "grpo", "mrt_star")
 MRT_FORMS = ("dense", "termination_baseline", "mixed")
 EPISODE_RULES = ("markers", "grid")
-LOSS_AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_sum_const")
+LOSS_AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_sum_norm")  # = mrt_jax.rl.losses.AGGREGATIONS
 KL_ESTIMATORS = ("k1", "k2", "k3")
 TRUNCATION = ("zero", "mask", "none")
 

@@ -35,7 +35,7 @@ def _mesh(cfg: ExperimentConfig):
     if cfg.tpu == "gpu":
         n = jax.device_count()
         return None if n == 1 else make_mesh(data=1, fsdp=n, tensor=1)
-    raise UserError(f"--tpu={cfg.tpu!r}: TPU slices are launched with `python -m launch.tpu_vm` and planned by "
+    raise UserError(f"--tpu={cfg.tpu!r}: training on a TPU slice needs a TPU VM (`python -m launch.tpu_vm`); on this host use --compile_only to compile for it. TPU slices are launched with `python -m launch.tpu_vm` and planned by "
                     f"mrt_jax.distributed; this job runs with --tpu=cpu or --tpu=gpu here")
 
 
@@ -68,6 +68,18 @@ def _problem_source(cfg: ExperimentConfig, split: str, count: int):
     return task, [p.to_record() for p in task.problems(count, seed=seed, difficulty=cfg.difficulty)]
 
 
+def _learner_config(cfg: ExperimentConfig):
+    from mrt_jax.learner import LearnerConfig
+
+    return LearnerConfig(
+        lr=cfg.learning_rate, warmup_steps=int(cfg.warmup_frac * cfg.steps * cfg.inner_epochs),
+        total_steps=cfg.steps * cfg.inner_epochs, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+        clip_eps_low=cfg.clip_low, clip_eps_high=cfg.clip_high, kl_coef=cfg.kl_coef, kl_estimator=cfg.kl_estimator,
+        entropy_coef=cfg.entropy_coef, aggregation=cfg.loss_aggregation, micro_batches=cfg.micro_batches,
+        inner_epochs=cfg.inner_epochs, seed=cfg.seed,
+        norm_len=cfg.max_new_tokens if cfg.loss_aggregation == "seq_sum_norm" else None)  # Dr.GRPO's constant
+
+
 def run(cfg: ExperimentConfig) -> dict:
     import jax
     import numpy as np
@@ -79,12 +91,20 @@ def run(cfg: ExperimentConfig) -> dict:
     from mrt_jax.checkpointing import Checkpointer, PreemptionGuard
     from mrt_jax.data import PipelineConfig, prompt_iterator
     from mrt_jax.evaluation import budget_grid, evaluate_budgeted
-    from mrt_jax.learner import LearnerConfig, create_train_state, make_train_step
+    from mrt_jax.learner import create_train_state, make_train_step
     from mrt_jax.metrics import MetricsLogger, StepTimer
     from mrt_jax.sampling import Sampler
     from mrt_jax.sampling.episodes import EpisodeRules, char_to_token, text_boundaries
 
     t_start = time.time()
+    if cfg.compile_only:
+        from experiments.compile_only import run_compile_only
+
+        try:
+            run_compile_only(cfg, _learner_config(cfg), seq=cfg.max_new_tokens + 256)
+        except ValueError as e:
+            raise UserError(str(e)) from e
+        return {}
     mesh = _mesh(cfg)
     resume = _prepare_run_dir(cfg)
     try:
@@ -95,12 +115,7 @@ def run(cfg: ExperimentConfig) -> dict:
     _, eval_records = _problem_source(cfg, "eval", cfg.eval_problems)
     verify = task.verify
 
-    lcfg = LearnerConfig(
-        lr=cfg.learning_rate, warmup_steps=int(cfg.warmup_frac * cfg.steps * cfg.inner_epochs),
-        total_steps=cfg.steps * cfg.inner_epochs, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
-        clip_eps_low=cfg.clip_low, clip_eps_high=cfg.clip_high, kl_coef=cfg.kl_coef, kl_estimator=cfg.kl_estimator,
-        entropy_coef=cfg.entropy_coef, aggregation=cfg.loss_aggregation, micro_batches=cfg.micro_batches,
-        inner_epochs=cfg.inner_epochs, seed=cfg.seed)
+    lcfg = _learner_config(cfg)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     state = create_train_state(model.cfg, lcfg, mesh, params=params)
     ref_params = jax.tree.map(lambda x: x.copy(), state.params) if cfg.kl_coef > 0 else None
@@ -230,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax is chatty at INFO
     cfg = parse_args(argv)
-    if cfg.tpu == "cpu":  # before jax is imported: never probe for accelerators on a CPU run
+    if cfg.tpu == "cpu" or cfg.compile_only:  # before jax is imported: a CPU run (or AOT) probes no accelerator
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     from mrt_jax.checkpointing import ConfigMismatchError
 

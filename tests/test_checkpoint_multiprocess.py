@@ -92,7 +92,7 @@ def test_two_processes_save_fall_back_restore_and_agree_to_stop(tmp_path):
             if p.poll() is None:
                 p.kill()
     for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
+        assert p.returncode == 0, "\n---\n".join(e[-2500:] for _, e in outs)
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     for r in results:
         assert r["step"] == 1 and r["items"] == {"data": 1}

@@ -133,3 +133,21 @@ def test_every_preset_parses():
     for name in PRESETS:
         assert parse_args([f"--preset={name}"]).preset == name
     assert np.isfinite(parse_args([]).alpha)
+
+
+def test_loss_aggregations_match_the_learner():
+    from experiments.config import LOSS_AGGREGATIONS
+    from mrt_jax.rl.losses import AGGREGATIONS
+
+    assert tuple(LOSS_AGGREGATIONS) == tuple(AGGREGATIONS)
+
+
+def test_compile_only_compiles_the_real_learner_step_for_a_tpu_slice(capsys):
+    from mrt_jax.distributed.aot import libtpu_available
+
+    if not libtpu_available() and not os.environ.get("CI"):
+        pytest.skip("libtpu is not installed (scripts/setup.sh installs it); in CI this test runs and fails")
+    assert main(["--compile_only", "--tpu=v5e-4", "--model=tiny", "--preset=tiny"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["slice"] == "v5e-4" and report["mesh"]["fsdp"] * report["mesh"]["data"] >= 1
+    assert report["compiled"]["train"]["peak"] > 0 and report["compiled"]["decode"]["peak"] > 0
