@@ -30,7 +30,7 @@ class ExperimentConfig:
     run_dir: str = "runs/mrt_math"
     resume: bool = True
     # Task.
-    task: str = "countdown"
+    task: str = "arithmetic"
     difficulty: int = 1
     # Rollouts.
     prompts_per_step: int = 8
@@ -62,7 +62,7 @@ class ExperimentConfig:
     micro_batches: int = 1
     inner_epochs: int = 1
     # Warm start (small from-scratch models only).
-    sft_steps: int = 300
+    sft_steps: int = 600
     sft_learning_rate: float = 3e-3
     # Evaluation, checkpoints.
     eval_every: int = 10

@@ -72,7 +72,8 @@ def test_sigkill_then_resume_is_bit_identical(uninterrupted, tmp_path):
     proc = _job(run_dir)
     deadline = time.time() + 900
     while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(run_dir / "metrics.jsonl") and len(_steps(run_dir)) >= 2:
+        committed = (run_dir / "checkpoints" / "1" / "_CHECKPOINT_METADATA").exists()
+        if committed and len(_steps(run_dir)) >= 2:  # killed after a complete checkpoint, mid-run
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the job ended before it could be killed"

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mrt_jax.models.config import resolve_dtype
 from mrt_jax.models.decoder import CACHE_AXES, KVCache
 from mrt_jax.sampling.engine import DecodeState, init_state, make_engine
 from mrt_jax.sampling.layout import bucket, plan_block
@@ -249,8 +250,8 @@ class Sampler:
         shape = (self.cfg.num_layers, R, S, self.cfg.num_kv_heads, self.cfg.head_dim)
         sharding = named_sharding(self.mesh, CACHE_AXES, shape) if self.mesh is not None else None
         if src_cache is None:
-            make = jax.jit(lambda: KVCache.zeros(self.cfg, R, S), out_shardings=sharding)
-            return make()
+            dtype = jnp.dtype(resolve_dtype(self.cfg.dtype))
+            return _zeros_fn(shape, dtype, sharding)()
         rows = np.asarray(list(src_rows) + [0] * (R - len(src_rows)), np.int32)
         return _gather_rows(src_cache, self._put(rows, ("batch",)), S)
 
@@ -290,6 +291,12 @@ class Sampler:
         ref = CacheRef(cache, slots) if cache is not None else None
         return SampleOutput(tokens, logps, slogps, np.asarray([len(t) for t in tokens]), reasons,
                             [list(p) for p in prefixes], texts, ref)
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros_fn(shape: tuple, dtype, sharding):
+    """A compiled maker of an empty cache (cached: one compile per shape/sharding, not per call)."""
+    return jax.jit(lambda: KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)), out_shardings=sharding)
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
