@@ -123,10 +123,11 @@ def collect(sampler: Sampler, tokenizer, prompts: Sequence[str], answers: Sequen
                 adv_bgc, jnp.asarray(j_nk.reshape(B, G, K)), jnp.asarray(valid_nk.reshape(B, G, K)),
                 jnp.asarray(episode_nc.reshape(B, G, C)), mask_bgc, alpha=s.alpha)
             metrics.update({k: float(v) for k, v in mrt_metrics.items()})
-        else:  # mrt_star: imitate, per group, the correct trace with the most total progress (J_end - J_0).
-            total = np.where(valid_nk.any(1), rewards - j_nk[:, 0], -np.inf).reshape(B, G)
+        else:  # mrt_star: imitate, per group, the correct trace whose J-curve is highest on average over its
+            # episode boundaries: it made its progress earliest (J_end - J_0 is the same for all correct traces).
+            area = (j_nk * valid_nk).sum(1) / np.maximum(valid_nk.sum(1), 1)
             ok = (correct.reshape(B, G) > 0) & ~truncated.reshape(B, G)
-            pick = np.where(ok, total, -np.inf).argmax(1)
+            pick = np.where(ok, area.reshape(B, G), -np.inf).argmax(1)
             chosen = np.zeros((B, G), np.float32)
             chosen[np.arange(B), pick] = ok[np.arange(B), pick]
             # A = 1 on the chosen traces at ratio 1: the surrogate's gradient is the NLL gradient (STaR's SFT step).

@@ -152,3 +152,14 @@ def test_compile_only_compiles_the_real_learner_step_for_a_tpu_slice(capsys):
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["slice"] == "v5e-4" and report["mesh"]["fsdp"] * report["mesh"]["data"] >= 1
     assert report["compiled"]["train"]["peak"] > 0 and report["compiled"]["decode"]["peak"] > 0
+
+
+@pytest.mark.parametrize("algo", ["grpo", "mrt_star"])
+def test_other_algorithms_run_a_step(algo, tmp_path, monkeypatch):
+    monkeypatch.setenv("MRT_JAX_CACHE", str(tmp_path / "cache"))
+    code = main(["--preset=tiny", f"--algo={algo}", "--steps=1", "--eval_every=1", f"--run_dir={tmp_path / algo}"])
+    assert code == 0
+    row = json.loads((tmp_path / algo / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["step"] == 1 and np.isfinite(row["loss"])
+    assert ("star_selected_frac" in row) == (algo == "mrt_star")
+    assert ("j0_mean" in row) == (algo == "mrt_star")
