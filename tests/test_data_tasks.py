@@ -15,8 +15,10 @@ problems = st.tuples(st.sampled_from(sorted(TASKS)), st.integers(0, 10_000), st.
 
 def test_extract_answer_rules():
     assert last_boxed(r"a \boxed{1} b \boxed{\frac{3}{4}} c") == r"\frac{3}{4}"
-    assert last_boxed(r"\boxed{1} then \boxed{2") == "1"  # an unclosed last box falls back to the closed one
-    assert last_boxed("\\boxed{" * 20_000 + "}") == ""  # long adversarial output: the innermost box
+    # One extractor for the project (mrt_jax.rewards): an unclosed last box (a truncated final answer) is no answer,
+    # never an earlier box the model moved away from.
+    assert last_boxed(r"\boxed{1} then \boxed{2") is None
+    assert last_boxed("\\boxed{" * 20_000 + "}") is None  # long adversarial output (linear scan): last box unclosed
     assert last_boxed(r"\boxed{a{b}c}") == "a{b}c" and last_boxed("none") is None
     assert extract_answer(r"<think>\boxed{5}</think> so \boxed{7}") == "7"
     assert extract_answer(r"<think>\boxed{5} and I ran out") is None  # boxed inside unfinished thinking

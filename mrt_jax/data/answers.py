@@ -1,4 +1,4 @@
-"""Answer extraction and exact comparison for procedural tasks (no sympy, no eval).
+"""Exact comparison of procedural-task answers (no sympy, no eval); extraction is ``mrt_jax.rewards``'.
 
 The final answer of a response is the content of its last ``\\boxed{...}`` (braces may nest); without one, the text
 after the last ``Answer:``. When the response holds ``</think>`` only the text after the last ``</think>`` counts (a
@@ -11,49 +11,11 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_ANSWER = re.compile(r"answer\s*(?:is)?\s*:", re.IGNORECASE)
+from mrt_jax.rewards.extraction import extract_answer, last_boxed  # noqa: F401  (one extractor for all)
+
 _FRAC = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}$")
 _NUM = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/[-+]?\d+)?$")
 MAX_ANSWER_CHARS = 200  # longer "answers" are not numbers we compare; refuse before parsing
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last closed ``\\boxed{...}`` in ``text`` (nested braces kept), or None.
-
-    One pass pairs every brace (a stack), so long adversarial outputs with many unclosed boxes stay linear.
-    """
-    matches = list(_BOXED.finditer(text))
-    if not matches:
-        return None
-    close_of: dict[int, int] = {}
-    stack: list[int] = []
-    for i, ch in enumerate(text):
-        if ch == "{":
-            stack.append(i)
-        elif ch == "}" and stack:
-            close_of[stack.pop()] = i
-    for m in reversed(matches):
-        end = close_of.get(m.end() - 1)
-        if end is not None:
-            return text[m.end(): end]
-    return None
-
-
-def extract_answer(text: str) -> str | None:
-    """The final answer string of a response (see module docstring), stripped; None when there is none."""
-    if "</think>" in text:
-        text = text.rsplit("</think>", 1)[1]
-    elif "<think>" in text:
-        return None
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return boxed.strip()
-    matches = list(_ANSWER.finditer(text))
-    if not matches:
-        return None
-    line = text[matches[-1].end():].strip().split("\n", 1)[0]
-    return line.strip().rstrip(".").strip() or None
 
 
 def parse_rational(text: str | None) -> Fraction | None:
