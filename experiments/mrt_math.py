@@ -94,6 +94,7 @@ def run(cfg: ExperimentConfig) -> dict:
     from mrt_jax.learner import create_train_state, make_train_step
     from mrt_jax.metrics import MetricsLogger, StepTimer
     from mrt_jax.sampling import Sampler
+    from mrt_jax.weight_sync import reshard
     from mrt_jax.sampling.episodes import EpisodeRules, char_to_token, text_boundaries
 
     t_start = time.time()
@@ -121,9 +122,8 @@ def run(cfg: ExperimentConfig) -> dict:
     ref_params = jax.tree.map(lambda x: x.copy(), state.params) if cfg.kl_coef > 0 else None
     train_step = make_train_step(lcfg, model.cfg, mesh)
 
-    max_prompt = 96
-    prompt_fits = [len(tokenizer.encode(fmt.build_prompt(r["question"]))) for r in eval_records[:8]]
-    max_prompt = max(max_prompt, -(-max(prompt_fits) // 32) * 32 + 32)
+    longest = max(len(tokenizer.encode(fmt.build_prompt(r["question"]))) for r in train_records + eval_records)
+    max_prompt = -(-longest // 32) * 32  # every prompt the job will see fits; rounded for stable shapes
     cache_len = max_prompt + cfg.max_new_tokens + 64 + cfg.meta_max_tokens
     sampler = Sampler(model, tokenizer, mesh=mesh, max_cache_len=cache_len)
     suffix = fmt.forced_termination_suffix
@@ -156,14 +156,11 @@ def run(cfg: ExperimentConfig) -> dict:
         data.set_state(items["data"])
         log.info("resumed from step %d", start)
 
-    copy_to_sampler = jax.jit(lambda p: jax.tree.map(jax.numpy.copy, p),
-                              out_shardings=jax.tree.map(lambda x: x.sharding, nnx.to_pure_dict(sampler.state)))
-
     def sync_weights():
-        # Colocated weight sync, device to device: the sampler gets its own copy in its own layout (a copy, since
-        # the learner's buffers are donated to the next train step).
+        # Colocated weight sync, device to device, into the sampler's own buffers and layout (the learner's
+        # buffers are donated to the next train step, so the sampler must never alias them).
         sampler_state = sampler.state
-        nnx.replace_by_pure_dict(sampler_state, copy_to_sampler(state.params))
+        nnx.replace_by_pure_dict(sampler_state, reshard(state.params, nnx.to_pure_dict(sampler_state)))
         sampler.update_params(sampler_state)
 
     def evaluate(tag: str) -> dict:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 
 from mrt_jax.data import PLAIN, cached_spm, chat_format, corpus, load_spm, sft_examples
 from mrt_jax.models import PRESETS, create_model
@@ -54,8 +55,12 @@ def _warm_start(model, tokenizer, cfg, mesh):
     log.info("warm start: SFT on %d worked traces (seq %d) for %d steps", len(examples), seq_len, cfg.sft_steps)
     model, losses = train_sft(model, tokens, mask, steps=cfg.sft_steps, batch_size=16,
                               learning_rate=cfg.sft_learning_rate, seed=cfg.seed)
-    save_pretrained(model, tokenizer, folder + ".tmp")
-    os.replace(folder + ".tmp", folder) if not os.path.exists(folder) else None
+    staging = f"{folder}.tmp{os.getpid()}"  # written whole, then renamed: readers never see half a model
+    save_pretrained(model, tokenizer, staging)
+    try:
+        os.replace(staging, folder)
+    except OSError:  # another run cached the same settings first; its model is the same
+        shutil.rmtree(staging, ignore_errors=True)
     return model, {"sft_cached": False, "sft_final_loss": float(sum(losses[-20:]) / max(1, len(losses[-20:])))}
 
 

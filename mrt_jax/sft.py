@@ -15,7 +15,9 @@ import numpy as np
 import optax
 from flax import nnx
 
+from mrt_jax.learner.logprobs import logprobs_from_logits
 from mrt_jax.models import Decoder
+from mrt_jax.rl.losses import sft_nll_loss
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +46,11 @@ def pack_examples(examples: Sequence[SFTExample], seq_len: int, pad_id: int) -> 
 
 
 def masked_nll(logits_btv: jax.Array, tokens_bt: jax.Array, mask_bt: jax.Array) -> jax.Array:
-    """mean over masked target tokens of -log p(tokens[t] | tokens[<t]); position t is predicted by logits[t-1]."""
-    logp = jax.nn.log_softmax(logits_btv[:, :-1].astype(jnp.float32), axis=-1)
-    tgt = jnp.take_along_axis(logp, tokens_bt[:, 1:, None], axis=-1)[..., 0]
-    m = mask_bt[:, 1:]
-    return -(tgt * m).sum() / jnp.maximum(m.sum(), 1.0)
+    """mean over masked target tokens of -log p(tokens[t] | tokens[<t]): the learner's STaR loss
+    (``rl.sft_nll_loss``) with token-mean weights over the learner's aligned log-probs."""
+    logp_bt = logprobs_from_logits(logits_btv, tokens_bt)  # position 0 has no prediction: its weight is 0
+    m = mask_bt.astype(jnp.float32).at[:, 0].set(0.0)
+    return sft_nll_loss(logp_bt, m / jnp.maximum(m.sum(), 1.0))
 
 
 def train_sft(model: Decoder, tokens_nt: np.ndarray, mask_nt: np.ndarray, *, steps: int, batch_size: int,

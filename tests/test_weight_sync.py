@@ -106,3 +106,14 @@ def test_publish_subscribe_in_process(tmp_path):
     np.testing.assert_array_equal(jax.random.key_data(params["rng"]), jax.random.key_data(jax.random.key(3)))
     assert sub.poll(target) is None  # nothing newer
     sub.close()
+
+
+def test_reshard_never_aliases_the_learner_buffers():
+    """The training job donates the learner state every step: the sampler's copy must survive that."""
+    mesh = make_mesh(1, 8, 1)
+    params = _params(mesh, P("fsdp", None), P(None, "fsdp"))
+    expected = jax.tree.map(np.asarray, params)
+    out = reshard(params, params)  # same layout: the case where forwarding the input buffer would be tempting
+    jax.tree.map(lambda x: x.delete(), params)  # what donation does to the learner's buffers
+    for k in out:
+        np.testing.assert_array_equal(np.asarray(out[k]), expected[k])
