@@ -1,0 +1,154 @@
+"""Compare runs on the same axes: ``python -m experiments.compare RUN_DIR [RUN_DIR ...] --out=DIR [--labels=a,b]``.
+
+Each RUN_DIR is a training run dir, an eval dir (``eval.json``) or an offline-analysis dir (``analysis.json``).
+Runs sharing a label (default: the run's algo, else the dir name) are seeds of one group: drawn as the mean with a
+min/max band, tabulated as mean ± std (min–max) with the number of runs. The base model (the first run's
+before-eval) is its own group. Writes DIR/compare.md, DIR/compare.html (self-contained), DIR/compare.json, PNGs.
+Bad input (not a run/eval dir, no metrics, garbled or mismatched budgets): one line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from experiments.reporting import comparison as K
+from experiments.reporting.document import Block, Heading, Image, Paragraph, Table, write_document
+from experiments.reporting.figures import Entry, write_eval_charts, write_training_chart
+from experiments.reporting.run_sources import SourceError, load_source
+from experiments.reporting.stats import fmt, fmt_stat
+
+PROG = "python -m experiments.compare"
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # a user mistake: one line, exit code 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _targets(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--targets={text!r}: expected comma-separated numbers in (0, 1]") from None
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"--targets={text!r}: every target must lie in (0, 1]")
+    return values
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = _OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run, eval or analysis dirs")
+    p.add_argument("--out", required=True, help="output dir (created)")
+    p.add_argument("--labels", help="comma-separated, one per RUN_DIR; equal labels are aggregated (seeds)")
+    p.add_argument("--targets", type=_targets, help="pass@1 targets for 'tokens to reach' (default: half the "
+                   "lowest non-zero final pass@1 among the groups)")
+    p.add_argument("--title", default="Run comparison")
+    args = p.parse_args(argv)
+    if args.labels is not None:
+        labels = [s.strip() for s in args.labels.split(",")]
+        if len(labels) != len(args.runs) or not all(labels):
+            p.error(f"--labels has {len(labels)} label(s) for {len(args.runs)} run dir(s); give one non-empty "
+                    "label per RUN_DIR")
+        args.labels = labels
+    seen = set()
+    for r in args.runs:
+        key = os.path.realpath(r)
+        if key in seen:
+            p.error(f"{r} is given twice; each run dir once (it would count twice in the means)")
+        seen.add(key)
+    return args
+
+
+def _budget_columns(rows: Sequence[dict]) -> list[float]:
+    return sorted({b for r in rows for b in r["pass_at_budget"]})
+
+
+def _tables(groups: Sequence[K.Group], stats: dict, rows: Sequence[dict], targets: Sequence[float]) -> list[Block]:
+    t_cols = [f"tokens to pass@1 ≥ {t:g}" for t in targets]
+    main = Table(["label", "runs", "accuracy (after)", "final pass@1", "regret", *t_cols, "mean length",
+                  "wall time (s)", "steps"],
+                 [[g.label, str(stats[g.label]["n"]),
+                   *(fmt_stat(stats[g.label][k]) for k in ("accuracy", "final_pass", "regret")),
+                   *(fmt_stat(stats[g.label]["tokens_to_target"][str(t)], 1) for t in targets),
+                   fmt_stat(stats[g.label]["mean_length"], 1), fmt_stat(stats[g.label]["wall_seconds"], 1),
+                   fmt_stat(stats[g.label]["steps"], 0)] for g in groups])
+    budgets = _budget_columns(rows)
+    by_budget = Table(["label", *(f"{b:g}" for b in budgets)],
+                      [[g.label, *(fmt_stat(stats[g.label]["pass_at_budget"][b]) for b in budgets)] for g in groups])
+    per_run = Table(["label", "run", "seed", "accuracy", "final pass@1", "regret", *t_cols, "mean length",
+                     "wall time (s)", "steps"],
+                    [[r["label"], r["name"], fmt(r["seed"]), fmt(r["accuracy"]), fmt(r["final_pass"]),
+                      fmt(r["regret"]), *(fmt(r["tokens_to_target"][str(t)], 1) for t in targets),
+                      fmt(r["mean_length"], 1), fmt(r["wall_seconds"], 1), fmt(r["steps"])] for r in rows])
+    return [Heading("Per group"),
+            Paragraph("Cells: mean ± sample std (min–max) over the runs of a group; one value when a group has one "
+                      "run. 'accuracy (after)': final answers of full traces; 'final pass@1': pass@1 at the largest "
+                      "token budget (forced termination); regret: normalised, at the largest budget (lower is "
+                      "better); 'never': the curve does not reach the target."), main,
+            Heading("pass@1 at each token budget"), by_budget,
+            Heading("Per run"), per_run]
+
+
+def compare(paths: Sequence[str], out_dir: str, labels: Sequence[str] | None = None,
+            targets: Sequence[float] | None = None, title: str = "Run comparison") -> dict:
+    """Load, group, tabulate and draw; returns what ``compare.json`` holds. Raises ``SourceError`` or
+    ``CompareError`` (both ``ValueError``, one-line messages) for bad input."""
+    sources = [load_source(p) for p in paths]
+    labels = list(labels) if labels is not None else [s.default_label for s in sources]
+    groups = K.make_groups(sources, labels)
+    targets = list(targets) if targets is not None else K.default_targets(groups)
+    rows = [K.run_row(m, targets) for g in groups for m in g.members]
+    budgets = _budget_columns(rows)
+    stats = {g.label: K.group_stats([r for r in rows if r["label"] == g.label], targets, budgets) for g in groups}
+    notes: list[str] = []
+    merged = {g.label: K.group_curves(g, notes) for g in groups}
+    grids = {tuple(m.eval["budgets"]) for g in groups for m in g.members if "budgets" in m.eval}
+    if len(grids) > 1:
+        notes.append(f"runs use {len(grids)} different budget grids; each is drawn on its own x values")
+    os.makedirs(out_dir, exist_ok=True)
+    order = [g.label for g in groups]
+    charts = write_eval_charts(out_dir, [Entry(label, ev) for label, (ev, _) in merged.items()], order)
+    training = write_training_chart(out_dir, [Entry(label, tr) for label, (_, tr) in merged.items() if tr],
+                                    "training curves (mean over runs, band: min-max; line: moving average)", order)
+    charts += [training] if training else []
+    blocks: list[Block] = [Heading(title, 1),
+                           Paragraph("Groups: " + "; ".join(f"{g.label} (n={len(g.members)})" for g in groups)
+                                     + "."),
+                           *_tables(groups, stats, rows, targets),
+                           Heading("Charts"), *(Image(f, alt) for f, alt in charts)]
+    if notes:
+        blocks += [Heading("Notes"), *(Paragraph(n) for n in notes)]
+    write_document(out_dir, "compare", blocks, title)
+    result = {"title": title, "targets": targets, "groups": [{"label": g.label, "members": [m.name for m in g.members],
+                                                              **stats[g.label]} for g in groups],
+              "runs": rows, "notes": notes, "charts": [f for f, _ in charts],
+              "curves": {label: {"eval": {k: dataclasses.asdict(c) for k, c in ev.items()},
+                                 "training": {k: dataclasses.asdict(c) for k, c in tr.items()}}
+                         for label, (ev, tr) in merged.items()}}
+    result = K.to_jsonable(result)
+    with open(os.path.join(out_dir, "compare.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1, allow_nan=False)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise K.CompareError(f"--out={args.out}: exists and is not a directory")
+        result = compare(args.runs, args.out, args.labels, args.targets, args.title)
+    except (SourceError, K.CompareError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    print(f"compared {len(result['runs'])} run(s) in {len(result['groups'])} group(s): "
+          f"{os.path.join(args.out, 'compare.md')}, compare.html, compare.json, {len(result['charts'])} chart(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

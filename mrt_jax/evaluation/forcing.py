@@ -1,0 +1,31 @@
+"""Forced answers at trace prefixes: fork each (row, position) from the kept KV cache, append the forced-termination
+suffix, sample k answers, score them (mean = the meta-prover's J) and vote on them (majority correctness)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from mrt_jax.evaluation.majority import answer_key, majority_correct
+from mrt_jax.rewards.extraction import extract_answer
+from mrt_jax.sampling import Branch, SampleOutput, Sampler
+
+
+def forced_points(sampler: Sampler, source: SampleOutput, pairs: Sequence[tuple[int, int]], golds: Sequence[str],
+                  verify: Callable[[str, str], float], *, suffix: str, k: int, max_new_tokens: int,
+                  temperature: float, seed: int, stop: Sequence[str] | None = ("\n",)
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
+    """For each ``(row, position)``: (mean correctness of k forced answers, majority-vote correctness), and the
+    answer tokens spent. ``golds[row]`` is the gold answer of source row ``row``."""
+    if not pairs:
+        return np.zeros(0), np.zeros(0), 0
+    out = sampler.fork(source, [Branch(r, p, suffix, k) for r, p in pairs], max_new_tokens=max_new_tokens,
+                       temperature=temperature, seed=seed, stop=list(stop) if stop else None)
+    texts = [suffix + t for t in out.texts]
+    scores = np.asarray([verify(t, golds[pairs[j // k][0]]) for j, t in enumerate(texts)], np.float64)
+    keys = [answer_key(extract_answer(t)) for t in texts]
+    mean = scores.reshape(len(pairs), k).mean(1)
+    vote = np.asarray([majority_correct(keys[j * k:(j + 1) * k], scores[j * k:(j + 1) * k])
+                       for j in range(len(pairs))])
+    return mean, vote, int(np.sum(out.lengths))
