@@ -118,6 +118,18 @@ def test_bad_arguments_name_what_is_allowed():
         get_task("linear").problem(0, difficulty=9)
     with pytest.raises(ValueError, match="unknown task 'nope'"):
         get_task("nope")
+    with pytest.raises(ValueError, match=r"difficulty=0.*1\.\.6"):
+        get_task("countdown").problem(0, difficulty=0)
+
+
+def test_arithmetic_difficulty_zero_is_one_operation_with_a_checked_trace():
+    task = get_task("arithmetic")
+    for i in range(20):
+        p = task.problem(i, seed=2, difficulty=0)
+        expr = p.question.removeprefix("Compute ").rstrip(".")
+        assert sum(expr[1:].count(op) for op in "+-*") == 1, p.question  # one operator (a leading digit, no sign)
+        trace = task.trace(p, seed=i)
+        assert trace.answer == p.answer and trace.episodes[-1].endswith("OK.")
 
 
 def test_reasoning_gym_adapter():

@@ -1,6 +1,6 @@
 """Multi-step integer arithmetic: ``Compute 3+4*2-5.`` (``*`` before ``+``/``-``, then left to right).
 
-Difficulty d: d+1 operations, operands up to 9 (d <= 2), 20 (d <= 4) or 50. A worked attempt writes each step
+Difficulty d (0..6): d+1 operations, operands up to 9 (d <= 2), 20 (d <= 4) or 50; d=0 is a single operation. A worked attempt writes each step
 (``4*2=8, 3+8=11, 11-5=6``); its check inverts every step in order (``8/2=4, 11-8=3, 6+5=11``) and stops at the
 first mismatch, so a slipped step is caught and the retry resumes from it.
 """
@@ -50,6 +50,7 @@ def _inverse(a: int, op: str, b: int, c: int) -> tuple[str, Fraction]:
 
 class Arithmetic(ProceduralTask):
     name = "arithmetic"
+    min_difficulty = 0
 
     def _generate(self, rng: random.Random, difficulty: int) -> tuple[str, str, str]:
         top = 9 if difficulty <= 2 else 20 if difficulty <= 4 else 50

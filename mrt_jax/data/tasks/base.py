@@ -52,12 +52,14 @@ class ProceduralTask(abc.ABC):
     """Base class; subclasses implement ``_generate``, ``verify`` and ``_attempts``."""
 
     name: ClassVar[str]
+    min_difficulty: ClassVar[int] = 1
     max_difficulty: ClassVar[int] = 6
 
     def problem(self, index: int, *, seed: int = 0, difficulty: int = 1) -> Problem:
         """Problem number ``index`` of the stream (task, seed, difficulty); the same arguments give the same problem."""
-        if not 1 <= difficulty <= self.max_difficulty:
-            raise ValueError(f"task {self.name!r}: difficulty={difficulty!r}; allowed 1..{self.max_difficulty}")
+        if not self.min_difficulty <= difficulty <= self.max_difficulty:
+            raise ValueError(f"task {self.name!r}: difficulty={difficulty!r}; "
+                             f"allowed {self.min_difficulty}..{self.max_difficulty}")
         if index < 0:
             raise ValueError(f"task {self.name!r}: index={index!r}; must be >= 0")
         rng = seeded_rng(self.name, seed, difficulty, index)

@@ -1,0 +1,180 @@
+"""The MRT-vs-GRPO study in one command: ``python -m experiments.study --out=runs/study``.
+
+For every seed it trains GRPO and MRT from the same warm-started base with the same job flags (equal optimizer
+steps), and, with ``--equal_compute``, GRPO again for as many steps as buy the tokens MRT sampled (rollouts plus
+meta-prover answers), so MRT's extra sampling is paid for. The base model is a run with learning rate 0 (its weights
+stay the warm start), evaluated through the same code. Every run is then evaluated out of distribution
+(``--ood``, default: the training task one difficulty up), and ``experiments.compare`` draws and tabulates all of
+them: mean and spread over seeds per algorithm, in distribution and out of it. ``OUT/STUDY.md`` collects the tables
+and the command that made them. Runs that already finished are kept, so an interrupted study resumes.
+
+Flags it does not know go to ``experiments.mrt_math`` unchanged (``--preset=smollm2``, ``--steps=40``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+log = logging.getLogger("study")
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers, got {text!r}")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    p = _OneLineErrorParser(prog="python -m experiments.study", description=__doc__.split("\n")[0],
+                            allow_abbrev=False,  # --seed must not pass for --seeds: the study sets each run's seed
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default="runs/study", help="study dir: one run dir per (algo, seed), compare/, STUDY.md")
+    p.add_argument("--seeds", type=_int_list, default=[0, 1, 2])
+    p.add_argument("--algos", default="grpo,mrt", help="comma list of --algo values")
+    p.add_argument("--equal_compute", action=argparse.BooleanOptionalAction, default=True,
+                   help="also train GRPO for as many sampled tokens as MRT used (label grpo_eqtok)")
+    p.add_argument("--base", action=argparse.BooleanOptionalAction, default=True,
+                   help="evaluate the warm-started base model (a learning-rate-0 run) per seed")
+    p.add_argument("--ood", default="auto", help="out-of-distribution dataset for experiments.evaluate "
+                   "(task:difficulty or a file; auto: the training task one difficulty up; 'none' to skip)")
+    p.add_argument("--ood_problems", type=int, default=64)
+    p.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
+    args, job_flags = p.parse_known_args(argv)
+    args.algos = [a for a in args.algos.split(",") if a]
+    bad = [a for a in args.algos if a not in ("grpo", "mrt", "mrt_star")]
+    if bad or not args.algos:
+        p.error(f"--algos={','.join(args.algos)}: choose from grpo, mrt, mrt_star")
+    for flag in job_flags:
+        name = flag.split("=")[0].lstrip("-")
+        if name in ("algo", "seed", "run_dir"):
+            p.error(f"--{name} is set by the study per run; do not pass it")
+    return args, job_flags
+
+
+def _job_config(job_flags: list[str]):
+    """The job's resolved config for these flags (validates them before hours of training)."""
+    from experiments.config import parse_args as job_parse
+
+    return job_parse(job_flags)
+
+
+def _run(cmd: list[str], log_path: str, dry_run: bool) -> None:
+    print("$ " + shlex.join(cmd), flush=True)
+    if dry_run:
+        return
+    t0 = time.time()
+    with open(log_path, "a") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SystemExit(f"study: {shlex.join(cmd[2:4])}... failed (exit {proc.returncode}); see {log_path}")
+    print(f"  done in {time.time() - t0:.0f} s", flush=True)
+
+
+def _sampled_tokens(run_dir: str) -> tuple[float, int]:
+    """(rollout + meta-prover tokens sampled over the run, steps) from its metrics.jsonl."""
+    total, steps = 0.0, 0
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            row = json.loads(line)
+            total += float(row.get("sampled_tokens", 0.0)) + float(row.get("meta_tokens", 0.0))
+            steps += 1
+    return total, steps
+
+
+def _train(name: str, flags: list[str], args, logs: str) -> str:
+    run_dir = os.path.join(args.out, name)
+    if os.path.exists(os.path.join(run_dir, "result.json")):
+        print(f"{name}: finished earlier, kept", flush=True)
+        return run_dir
+    _run([sys.executable, "-m", "experiments.mrt_math", f"--run_dir={run_dir}", *flags],
+         os.path.join(logs, f"{name}.log"), args.dry_run)
+    return run_dir
+
+
+def _evaluate_ood(run_dir: str, dataset: str, args, logs: str) -> str:
+    out = os.path.join(run_dir, "eval_ood")
+    if not os.path.exists(os.path.join(out, "eval.json")):
+        _run([sys.executable, "-m", "experiments.evaluate", f"--run_dir={run_dir}", f"--dataset={dataset}",
+              f"--problems={args.ood_problems}", f"--out={out}", "--title=out of distribution: " + dataset],
+             os.path.join(logs, os.path.basename(run_dir) + "-ood.log"), args.dry_run)
+    return out
+
+
+def _compare(dirs: list[str], labels: list[str], out: str, title: str, logs: str, dry_run: bool) -> None:
+    _run([sys.executable, "-m", "experiments.compare", *dirs, f"--labels={','.join(labels)}", f"--out={out}",
+          f"--title={title}"], os.path.join(logs, "compare.log"), dry_run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, job_flags = parse_args(argv)
+    try:
+        cfg = _job_config(job_flags)
+    except SystemExit as e:  # the job's parser already printed its one-line error
+        return int(e.code or 2)
+    ood = f"{cfg.task}:{cfg.difficulty + 1}" if args.ood == "auto" else args.ood
+    logs = os.path.join(args.out, "logs")
+    os.makedirs(logs, exist_ok=True)
+    t0 = time.time()
+    runs: list[tuple[str, str]] = []  # (label, run dir)
+    for seed in args.seeds:
+        seed_flags = [*job_flags, f"--seed={seed}"]
+        if args.base:
+            runs.append(("base", _train(f"base-s{seed}", [*seed_flags, "--algo=grpo", "--learning_rate=0",
+                                                          "--steps=1"], args, logs)))
+        for algo in args.algos:
+            runs.append((algo, _train(f"{algo}-s{seed}", [*seed_flags, f"--algo={algo}"], args, logs)))
+    if args.equal_compute and "mrt" in args.algos and "grpo" in args.algos and not args.dry_run:
+        mrt_tokens = [_sampled_tokens(d)[0] for label, d in runs if label == "mrt"]
+        grpo = [_sampled_tokens(d) for label, d in runs if label == "grpo"]
+        per_step = sum(t for t, _ in grpo) / max(1, sum(s for _, s in grpo))
+        steps = max(1, math.ceil(sum(mrt_tokens) / len(mrt_tokens) / per_step))
+        print(f"equal compute: MRT sampled {sum(mrt_tokens) / len(mrt_tokens):.0f} tokens per run, GRPO "
+              f"{per_step:.0f} per step -> grpo_eqtok trains {steps} steps", flush=True)
+        for seed in args.seeds:
+            flags = [*job_flags, f"--seed={seed}", "--algo=grpo", f"--steps={steps}"]
+            runs.append(("grpo_eqtok", _train(f"grpo_eqtok-s{seed}", flags, args, logs)))
+    _compare([d for _, d in runs], [lb for lb, _ in runs], os.path.join(args.out, "compare"),
+             f"{cfg.task}:{cfg.difficulty} ({cfg.model}), in distribution", logs, args.dry_run)
+    if ood != "none":
+        ood_dirs = [_evaluate_ood(d, ood, args, logs) for _, d in runs]
+        _compare(ood_dirs, [lb for lb, _ in runs], os.path.join(args.out, "compare_ood"),
+                 f"{cfg.task}:{cfg.difficulty} ({cfg.model}), out of distribution: {ood}", logs, args.dry_run)
+    if not args.dry_run:
+        _write_summary(args, argv if argv is not None else sys.argv[1:], ood, time.time() - t0)
+    return 0
+
+
+def _write_summary(args, argv: list[str], ood: str, seconds: float) -> None:
+    parts = ["# MRT vs GRPO study", "", "Reproduce: `python -m experiments.study " + shlex.join(argv) + "`", "",
+             f"Wall time of this invocation: {seconds / 60:.1f} min (runs finished earlier were kept).", ""]
+    for sub, heading in (("compare", "In distribution"), ("compare_ood", f"Out of distribution ({ood})")):
+        path = os.path.join(args.out, sub, "compare.md")
+        if os.path.exists(path):
+            with open(path) as f:
+                body = f.read().split("\n", 1)[-1]  # drop the compare document's own title
+            parts += [f"## {heading}", "", body.replace("](", f"]({sub}/"), ""]
+    with open(os.path.join(args.out, "STUDY.md"), "w") as f:
+        f.write("\n".join(parts))
+    print(f"study: {os.path.join(args.out, 'STUDY.md')}", flush=True)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The study driver: which runs it plans (dry run), and that it refuses flags it owns."""
+
+import subprocess
+import sys
+
+from experiments import study
+
+
+def test_dry_run_plans_base_and_algos_per_seed_then_compares(capsys, tmp_path):
+    assert study.main([f"--out={tmp_path}", "--seeds=3,4", "--dry_run", "--steps=5", "--task=arithmetic",
+                       "--difficulty=0"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("$ ")]
+    train = [ln for ln in lines if "experiments.mrt_math" in ln]
+    assert len(train) == 6  # base, grpo, mrt for each of 2 seeds
+    assert sum("--learning_rate=0" in ln and "--steps=1" in ln for ln in train) == 2
+    for seed in (3, 4):
+        for name in ("base", "grpo", "mrt"):
+            assert any(f"--run_dir={tmp_path}/{name}-s{seed}" in ln and f"--seed={seed}" in ln for ln in train)
+    assert all("--steps=5" in ln and "--difficulty=0" in ln for ln in train)
+    evals = [ln for ln in lines if "experiments.evaluate" in ln]
+    assert len(evals) == 6 and all("--dataset=arithmetic:1" in ln for ln in evals)  # one difficulty up
+    compares = [ln for ln in lines if "experiments.compare" in ln]
+    assert len(compares) == 2 and "--labels=base,grpo,mrt,base,grpo,mrt" in compares[0]
+
+
+def test_refuses_flags_the_study_sets_and_bad_job_flags():
+    for flags in (["--seed=1"], ["--run_dir=x"], ["--algos=ppo"], ["--group_size=0"]):
+        p = subprocess.run([sys.executable, "-m", "experiments.study", "--dry_run", *flags], capture_output=True,
+                           text=True, timeout=60)
+        assert p.returncode == 2, (flags, p.stderr)
+        assert len(p.stderr.strip().splitlines()) == 1 and "error" in p.stderr, (flags, p.stderr)
