@@ -3,6 +3,10 @@
 Prints a table, then one JSON line: the time to read SmolLM2-135M's fp32 weights once (the floor for one decode
 step at any batch size), and the effective weight bandwidth of one [8, 576] x [576, 1536] matmul.
 Run: ``python -m benchmarks.cpu_roofline``.
+
+Found with it and the decode HLO (``jax.jit(...).lower(...).compile().as_text()``): slicing a layer out of the
+stacked weights (scan or unrolled) copied every weight matrix before its matmul, and the cache [L, B, S, K, E] was
+sliced and transposed per layer; the sampler now decodes from per-layer weights (``mrt_jax.models.layerwise``).
 """
 
 from __future__ import annotations

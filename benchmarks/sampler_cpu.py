@@ -4,6 +4,13 @@ SmolLM2-135M-Instruct (GGUF, dequantised to fp32), batch 8 chat prompts of about
 128 new tokens; median of 3 timed runs per side, interleaved, after one warm-up run each (ours includes compilation).
 
     python -m benchmarks.sampler_cpu [--quick] [--threads 2]
+
+Figures depend on the machine being otherwise idle: under contention torch's 2-thread team stalls far more than
+XLA does (on the 2-core dev machine at load average 4-10, transformers fell from about 73 to 1.3-2.4 tok/s), which
+inflates the ratio; the JSON records the load average. Quiet machine, stacked-weights sampler (before
+``mrt_jax.models.layerwise``): 86.6 vs 72.7 tok/s, 1.19x. Loaded machine (load 4-10), same run for both sides:
+before 22.9 vs 1.31 tok/s; per-layer weights 30.8 vs 2.42 tok/s. A quiet-machine figure for the per-layer
+sampler is still to be taken.
 """
 
 from __future__ import annotations
@@ -84,6 +91,7 @@ def main(argv=None) -> dict:
         "prompt_tokens_max": P, "new_tokens": new, "reps": reps,
         "ours_tok_s": n_tok / statistics.median(ours_t), "hf_tok_s": n_tok / statistics.median(hf_t),
         "ours_first_call_s": ours_warm, "hf_first_call_s": hf_warm, "rows_identical_to_hf": agree,
+        "load_avg_1min_at_end": os.getloadavg()[0],  # other processes on the machine skew both sides
     }
     res["speedup"] = res["ours_tok_s"] / res["hf_tok_s"]
     print(f"{'side':<14}{'median s':>10}{'tok/s':>10}{'first call s':>14}")

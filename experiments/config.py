@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import typing
 
 ALGOS = ("mrt", "grpo", "mrt_star")
@@ -61,15 +62,30 @@ class ExperimentConfig:
     loss_aggregation: str = "token_mean"
     micro_batches: int = 1
     inner_epochs: int = 1
-    # Warm start (small from-scratch models only).
-    sft_steps: int = 600
+    # Warm start (small from-scratch models only). Its own seed: RL seeds of a study share one base model.
+    sft_steps: int = 2000
     sft_learning_rate: float = 3e-3
+    sft_batch_size: int = 32
+    sft_traces: int = 4000
+    sft_seed: int = 0
     # Evaluation, checkpoints.
     eval_every: int = 10
     eval_problems: int = 64
+    eval_samples: int = 1  # traces per held-out problem
+    eval_temperature: float = 0.0  # 0: greedy
     save_every: int = 10
     keep_last: int = 2
     compile_only: bool = False
+    # Multi-process (jax.distributed): explicit coordinator flags on CPU/GPU hosts; TPU VMs need none.
+    coordinator: str = ""
+    num_processes: int = 1
+    process_id: int = 0
+    # Weight sync between learner and sampler: colocated (one mesh) or disaggregated (separate processes).
+    sync: str = "colocated"
+    role: str = ""
+    max_staleness: int = 1
+    sampler_id: int = 0
+    num_samplers: int = 1
 
     def __post_init__(self):
         choices = {"algo": ALGOS, "mrt_form": MRT_FORMS, "episode_rule": EPISODE_RULES,
@@ -79,11 +95,11 @@ class ExperimentConfig:
                 raise ValueError(f"--{name}={getattr(self, name)!r} is not allowed; choose one of {', '.join(allowed)}")
         positive = ("steps", "prompts_per_step", "group_size", "max_new_tokens", "meta_samples", "meta_max_tokens",
                     "episode_grid", "max_episodes", "micro_batches", "inner_epochs", "eval_every", "eval_problems",
-                    "save_every", "keep_last")
+                    "save_every", "keep_last", "sft_batch_size", "sft_traces", "eval_samples")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("temperature", "meta_temperature", "learning_rate", "sft_learning_rate"):
+        for name in ("temperature", "meta_temperature", "learning_rate", "sft_learning_rate", "eval_temperature"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.top_p <= 1:
@@ -92,6 +108,28 @@ class ExperimentConfig:
             raise ValueError(
                 f"--micro_batches={self.micro_batches} must divide prompts_per_step x group_size = "
                 f"{self.prompts_per_step * self.group_size}")
+        # Multi-process: all three flags together (TPU VMs: none of them); whole prompts (groups) per process.
+        if self.num_processes < 1:
+            raise ValueError(f"--num_processes must be >= 1, got {self.num_processes}")
+        if not 0 <= self.process_id < self.num_processes:
+            raise ValueError(f"--process_id={self.process_id} must be in [0, --num_processes={self.num_processes})")
+        if self.num_processes > 1 and not self.coordinator:
+            raise ValueError(f"--num_processes={self.num_processes} needs --coordinator=HOST:PORT (process 0's address)")
+        if self.coordinator and not re.fullmatch(r"[\w.\-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", self.coordinator):
+            raise ValueError(f"--coordinator={self.coordinator!r} must be HOST:PORT, e.g. 10.0.0.2:1234")
+        if self.prompts_per_step % self.num_processes:
+            raise ValueError(f"--prompts_per_step={self.prompts_per_step} must be a multiple of --num_processes="
+                             f"{self.num_processes} (each process samples whole groups)")
+        # Weight sync (experiments.disaggregated).
+        for name, allowed in (("sync", ("colocated", "disaggregated")), ("role", ("", "learner", "sampler", "both"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"--{name}={getattr(self, name)!r} is not allowed; choose one of "
+                                 f"{', '.join(repr(a) for a in allowed)}")
+        for name, low in (("max_staleness", 0), ("sampler_id", 0), ("num_samplers", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"--{name} must be >= {low}, got {getattr(self, name)}")
+        if self.sampler_id >= self.num_samplers:
+            raise ValueError(f"--sampler_id={self.sampler_id} must be < --num_samplers={self.num_samplers}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -99,7 +137,10 @@ class ExperimentConfig:
 
 # Presets: partial overrides of the defaults. "default" is the embedded laptop run.
 PRESETS: dict[str, dict] = {
-    "default": {},
+    # The laptop demo: one-operation arithmetic, where the warm-started model answers about half of its sampled
+    # traces correctly (greedy about 90%): enough reward variance for RL to act on.
+    # Held-out pass@1 is measured on 4 sampled traces per problem at the rollout temperature (greedy is ~0.9).
+    "default": dict(difficulty=0, eval_samples=4, eval_temperature=1.0),
     "tiny": dict(model="tiny", steps=3, prompts_per_step=2, group_size=2, max_new_tokens=12, meta_samples=2,
                  meta_max_tokens=4, sft_steps=0, eval_every=2, eval_problems=4, save_every=1, episode_rule="grid",
                  episode_grid=4, max_episodes=2),

@@ -3,6 +3,11 @@
 One step: prompts -> rollouts -> episode boundaries -> meta-prover forks (MRT) -> rewards -> advantages -> learner
 update -> weight sync to the sampler -> metrics -> periodic evaluation -> checkpoint. With no flags it runs the
 embedded default (a small warm-started model on the countdown task, offline, a few minutes on a laptop CPU).
+
+Several processes (``--coordinator/--num_processes/--process_id`` on CPU/GPU hosts, automatic on TPU VMs): the
+learner shards over all devices of all processes; each process samples its contiguous share of every step's
+prompts with a full weight replica on its own devices; per-row results are gathered so advantages and metrics are
+those of the whole batch; checkpoints are written by all processes together; process 0 alone logs and writes files.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from experiments.config import ExperimentConfig, parse_args
 log = logging.getLogger("mrt_math")
 
 # Fields that may differ between a run and its resumption (they do not change what is computed).
-RESUMABLE_FIELDS = ("steps", "resume", "run_dir", "eval_every", "save_every", "keep_last", "compile_only")
+# The process layout is one of them: the data order, random streams and row placement do not depend on it.
+RESUMABLE_FIELDS = ("steps", "resume", "run_dir", "eval_every", "save_every", "keep_last", "compile_only",
+                    "coordinator", "num_processes", "process_id")
 
 
 class UserError(Exception):
@@ -26,21 +33,46 @@ class UserError(Exception):
 
 
 def _mesh(cfg: ExperimentConfig):
+    """The learner's mesh over every device of every process (fsdp), or None for a single device."""
     import jax
 
+    from mrt_jax.distributed import get_slice
     from mrt_jax.sharding import make_mesh
 
-    if cfg.tpu == "cpu":
-        return None
-    if cfg.tpu == "gpu":
-        n = jax.device_count()
-        return None if n == 1 else make_mesh(data=1, fsdp=n, tensor=1)
-    raise UserError(f"--tpu={cfg.tpu!r}: training on a TPU slice needs a TPU VM (`python -m launch.tpu_vm`); on this host use --compile_only to compile for it. TPU slices are launched with `python -m launch.tpu_vm` and planned by "
-                    f"mrt_jax.distributed; this job runs with --tpu=cpu or --tpu=gpu here")
+    n = jax.device_count()
+    if cfg.tpu not in ("cpu", "gpu"):
+        if jax.default_backend() != "tpu":
+            raise UserError(f"--tpu={cfg.tpu!r}: training on a TPU slice needs its TPU VMs (launch with "
+                            f"`python -m launch.tpu_vm`); on this host use --compile_only, or --tpu=cpu/gpu")
+        try:
+            chips = get_slice(cfg.tpu).chips
+        except ValueError as e:
+            raise UserError(f"--tpu: {e}") from e
+        if chips != n:
+            raise UserError(f"--tpu={cfg.tpu} has {chips} chips but this job sees {n} TPU devices; "
+                            f"pass the slice it runs on")
+    return None if n == 1 else make_mesh(data=1, fsdp=n, tensor=1)
 
 
-def _prepare_run_dir(cfg: ExperimentConfig) -> bool:
-    """Create the run dir; refuse a dir whose stored config differs. Returns whether to resume."""
+def _global_batch(local: dict, mesh):
+    """The learner batch as global arrays from this process's rows (rows over all devices, process after process)."""
+    import jax
+    import jax.numpy as jnp
+
+    from mrt_jax.distributed import global_array_from_local
+    from mrt_jax.learner.step import batch_sharding
+
+    if mesh is None:
+        return {k: jnp.asarray(v) for k, v in local.items()}
+    rows, width = local["tokens"].shape
+    shape = (rows * jax.process_count(), width)
+    sharding = batch_sharding(mesh, shape)
+    return {k: global_array_from_local(v, sharding, shape) for k, v in local.items()}
+
+
+def _prepare_run_dir(cfg: ExperimentConfig, *, write: bool = True) -> bool:
+    """Create the run dir; refuse a dir whose stored config differs. Returns whether to resume. Every process
+    checks; only the one with ``write`` (process 0) writes config.json (atomically: others may be reading it)."""
     from mrt_jax.checkpointing import ConfigMismatchError, check_config_compatible
 
     os.makedirs(cfg.run_dir, exist_ok=True)
@@ -55,17 +87,22 @@ def _prepare_run_dir(cfg: ExperimentConfig) -> bool:
         except ConfigMismatchError as e:
             raise UserError(f"{cfg.run_dir} belongs to a different config, refusing to resume: {e}; "
                             f"use another --run_dir or --no_resume") from e
-    with open(path, "w") as f:
-        json.dump(cfg.to_dict(), f, indent=1, sort_keys=True)
+    if write:
+        with open(f"{path}.tmp{os.getpid()}", "w") as f:
+            json.dump(cfg.to_dict(), f, indent=1, sort_keys=True)
+        os.replace(f"{path}.tmp{os.getpid()}", path)
     return has_ckpt and cfg.resume
 
 
 def _problem_source(cfg: ExperimentConfig, split: str, count: int):
     from mrt_jax.data import get_task
 
-    task = get_task(cfg.task)
     seed = cfg.seed if split == "train" else 10_000 + cfg.seed  # disjoint streams for train and eval
-    return task, [p.to_record() for p in task.problems(count, seed=seed, difficulty=cfg.difficulty)]
+    try:
+        task = get_task(cfg.task)
+        return task, [p.to_record() for p in task.problems(count, seed=seed, difficulty=cfg.difficulty)]
+    except ValueError as e:  # unknown task, difficulty out of the task's range
+        raise UserError(f"--task={cfg.task} --difficulty={cfg.difficulty}: {e}") from e
 
 
 def _learner_config(cfg: ExperimentConfig):
@@ -86,11 +123,12 @@ def run(cfg: ExperimentConfig) -> dict:
     from flax import nnx
 
     from experiments import rollout as rollout_lib
+    from experiments.job_parts import held_out_eval
     from experiments.report import write_report
     from experiments.setup_model import build
     from mrt_jax.checkpointing import Checkpointer, PreemptionGuard
     from mrt_jax.data import PipelineConfig, prompt_iterator
-    from mrt_jax.evaluation import budget_grid, evaluate_budgeted
+    from mrt_jax.distributed import allgather_rows, is_main_process, local_mesh_of, local_replica, process_share
     from mrt_jax.learner import create_train_state, make_train_step
     from mrt_jax.metrics import MetricsLogger, StepTimer
     from mrt_jax.sampling import Sampler
@@ -107,9 +145,19 @@ def run(cfg: ExperimentConfig) -> dict:
             raise UserError(str(e)) from e
         return {}
     mesh = _mesh(cfg)
-    resume = _prepare_run_dir(cfg)
+    main_process = is_main_process()
+    rows = cfg.prompts_per_step * cfg.group_size
+    if jax.process_count() > 1 and (cfg.prompts_per_step % jax.process_count() or rows % jax.device_count()):
+        raise UserError(f"with {jax.process_count()} processes and {jax.device_count()} devices, --prompts_per_step="
+                        f"{cfg.prompts_per_step} must be a multiple of the process count and prompts_per_step x "
+                        f"group_size = {rows} a multiple of the device count")
+    _problem_source(cfg, "eval", 1)  # a bad task or difficulty fails here, before minutes of warm start
+    resume = _prepare_run_dir(cfg, write=main_process)
+    # The demo's SFT warm start trains on one device; with several processes every process runs it on its own
+    # (deterministic: the same weights everywhere), and the learner takes the weights from the host below.
+    local_build = jax.process_count() > 1 and cfg.model == "demo" and cfg.sft_steps > 0
     try:
-        model, tokenizer, fmt, info = build(cfg, mesh)
+        model, tokenizer, fmt, info = build(cfg, None if local_build else mesh)
     except FileNotFoundError as e:
         raise UserError(str(e)) from e
     task, train_records = _problem_source(cfg, "train", 4096)
@@ -118,6 +166,8 @@ def run(cfg: ExperimentConfig) -> dict:
 
     lcfg = _learner_config(cfg)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    if local_build:
+        params = jax.tree.map(np.asarray, params)  # identical on every process: a replicated host value
     state = create_train_state(model.cfg, lcfg, mesh, params=params)
     ref_params = jax.tree.map(lambda x: x.copy(), state.params) if cfg.kl_coef > 0 else None
     train_step = make_train_step(lcfg, model.cfg, mesh)
@@ -125,9 +175,13 @@ def run(cfg: ExperimentConfig) -> dict:
     longest = max(len(tokenizer.encode(fmt.build_prompt(r["question"]))) for r in train_records + eval_records)
     max_prompt = -(-longest // 32) * 32  # every prompt the job will see fits; rounded for stable shapes
     cache_len = max_prompt + cfg.max_new_tokens + 64 + cfg.meta_max_tokens
-    sampler = Sampler(model, tokenizer, mesh=mesh, max_cache_len=cache_len)
+    sampler_mesh = local_mesh_of(mesh) if mesh is not None else None  # a full replica on this process's devices
+    if sampler_mesh is not None:  # the sampler starts from that replica: it never touches the learner's mesh
+        graphdef, replica = nnx.split(model)
+        nnx.replace_by_pure_dict(replica, local_replica(state.params, sampler_mesh))
+        model = nnx.merge(graphdef, replica)
+    sampler = Sampler(model, tokenizer, mesh=sampler_mesh, max_cache_len=cache_len)
     suffix = fmt.forced_termination_suffix
-    suffix_ids = tokenizer.encode(suffix)
     if cfg.episode_rule == "grid":
         rules = EpisodeRules.grid_of(cfg.episode_grid)
     else:
@@ -148,7 +202,12 @@ def run(cfg: ExperimentConfig) -> dict:
         meta_samples=cfg.meta_samples, meta_max_tokens=cfg.meta_max_tokens, meta_temperature=cfg.meta_temperature,
         max_episodes=cfg.max_episodes, forced_suffix=suffix)
 
-    data = prompt_iterator(train_records, PipelineConfig(batch_size=cfg.prompts_per_step, seed=cfg.seed))
+    # Every process reads the same global batches (the records are in memory) and samples its contiguous share:
+    # the global row order, the random streams and the iterator state saved in checkpoints then do not depend on
+    # the process count, so a run resumes under another process layout.
+    data = prompt_iterator(train_records, PipelineConfig(batch_size=cfg.prompts_per_step, seed=cfg.seed,
+                                                         process_index=0, process_count=1))
+    first, last = process_share(cfg.prompts_per_step, "prompts per step")
     ckpt = Checkpointer(os.path.join(cfg.run_dir, "checkpoints"), save_every=cfg.save_every, keep_last=cfg.keep_last)
     start = 0
     if resume:
@@ -160,17 +219,20 @@ def run(cfg: ExperimentConfig) -> dict:
         # Colocated weight sync, device to device, into the sampler's own buffers and layout (the learner's
         # buffers are donated to the next train step, so the sampler must never alias them).
         sampler_state = sampler.state
-        nnx.replace_by_pure_dict(sampler_state, reshard(state.params, nnx.to_pure_dict(sampler_state)))
+        if sampler_mesh is None:
+            fresh = reshard(state.params, nnx.to_pure_dict(sampler_state))
+        else:  # all processes take part: an all-gather over the learner's mesh
+            fresh = local_replica(state.params, sampler_mesh)
+        nnx.replace_by_pure_dict(sampler_state, fresh)
         sampler.update_params(sampler_state)
 
     def evaluate(tag: str) -> dict:
-        prompts = [tokenizer.encode(fmt.build_prompt(r["question"])) for r in eval_records]
-        res = evaluate_budgeted(sampler, prompts, [r["answer"] for r in eval_records], verify, forced_suffix=suffix,
-                                max_new_tokens=cfg.max_new_tokens, budgets=budget_grid(cfg.max_new_tokens, 6),
-                                answer_tokens=cfg.meta_max_tokens, seed=cfg.seed + 7)
-        out = res.to_dict()
-        with open(os.path.join(cfg.run_dir, f"eval_{tag}.json"), "w") as f:
-            json.dump(out, f, indent=1)
+        # Every process evaluates all problems on its own replica (no collective inside, identical results);
+        # process 0 writes them.
+        out = held_out_eval(cfg, sampler, tokenizer, fmt, eval_records, verify)
+        if main_process:
+            with open(os.path.join(cfg.run_dir, f"eval_{tag}.json"), "w") as f:
+                json.dump(out, f, indent=1)
         return out
 
     sync_weights()
@@ -185,10 +247,12 @@ def run(cfg: ExperimentConfig) -> dict:
             step += 1
             seed = cfg.seed * 1_000_003 + step
             with timer("sample"):
-                ro = rollout_lib.collect(sampler, tokenizer, [fmt.build_prompt(q) for q in batch_records["question"]],
-                                         list(batch_records["answer"]), verify, boundaries, settings, seed)
+                questions = list(batch_records["question"])[first:last]
+                ro = rollout_lib.collect(sampler, tokenizer, [fmt.build_prompt(q) for q in questions],
+                                         list(batch_records["answer"])[first:last], verify, boundaries, settings,
+                                         seed, first_prompt=first, gather=allgather_rows)
             with timer("learn") as sec:
-                batch = {k: jax.numpy.asarray(v) for k, v in ro.batch.items()}
+                batch = _global_batch(ro.batch, mesh)
                 if cfg.kl_coef > 0:
                     from mrt_jax.learner import reference_logprobs
 
@@ -215,8 +279,9 @@ def run(cfg: ExperimentConfig) -> dict:
     after = last_eval or evaluate("after")
     result = dict(config=cfg.to_dict(), info=info, before=before, after=after, summary=summary,
                   steps_done=step, wall_seconds=round(time.time() - t_start, 1))
-    write_report(cfg.run_dir, result)
-    _print_result(result)
+    if main_process:
+        write_report(cfg.run_dir, result)
+        _print_result(result)
     return result
 
 
@@ -242,11 +307,24 @@ def main(argv: list[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax is chatty at INFO
     cfg = parse_args(argv)
+    if cfg.sync == "disaggregated":  # learner and sampler(s) as separate processes (default: all on this machine)
+        from experiments.disaggregated import main as disaggregated_main
+
+        args = list(sys.argv[1:] if argv is None else argv)
+        return disaggregated_main(args if cfg.role else [*args, "--role=both"])
     if cfg.tpu == "cpu" or cfg.compile_only:  # before jax is imported: a CPU run (or AOT) probes no accelerator
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     from mrt_jax.checkpointing import ConfigMismatchError
+    from mrt_jax.distributed import init_distributed, log_on_main
 
     try:
+        if not cfg.compile_only:  # before any JAX computation; no flags: a single process, or a TPU VM's workers
+            explicit = (cfg.coordinator, cfg.num_processes, cfg.process_id) if cfg.coordinator else (None,) * 3
+            try:
+                init_distributed(*explicit)
+            except ValueError as e:
+                raise UserError(str(e)) from e
+            log_on_main()
         run(cfg)
     except (UserError, ConfigMismatchError) as e:
         print(f"error: {e}", file=sys.stderr)

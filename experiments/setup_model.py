@@ -37,7 +37,8 @@ def _warm_start(model, tokenizer, cfg, mesh):
     from mrt_jax.io import load_pretrained, save_pretrained
 
     settings = dict(model=model.cfg.to_dict(), task=cfg.task, difficulty=cfg.difficulty, steps=cfg.sft_steps,
-                    lr=cfg.sft_learning_rate, seed=cfg.seed, vocab=tokenizer.vocab_size, version=1)
+                    lr=cfg.sft_learning_rate, batch=cfg.sft_batch_size, traces=cfg.sft_traces, seed=cfg.sft_seed,
+                    vocab=tokenizer.vocab_size, version=2)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     folder = os.path.join(cache_dir(), "warm_start", f"{cfg.model}-{key}")
     if os.path.exists(os.path.join(folder, "config.json")):
@@ -46,15 +47,15 @@ def _warm_start(model, tokenizer, cfg, mesh):
         return loaded, {"sft_cached": True}
     examples = []
     diffs = (cfg.difficulty,)
-    for ex in sft_examples([cfg.task], 2000, seed=cfg.seed + 1000, difficulties=diffs):
+    for ex in sft_examples([cfg.task], cfg.sft_traces, seed=cfg.sft_seed + 1000, difficulties=diffs):
         examples.append(SFTExample(tokenizer.encode(ex["prompt"]), tokenizer.encode(ex["completion"]) +
                                    [tokenizer.eos_id]))
     seq_len = max(len(e.prompt_ids) + len(e.completion_ids) for e in examples)
     seq_len = -(-seq_len // 16) * 16
     tokens, mask = pack_examples(examples, seq_len, tokenizer.pad_id)
     log.info("warm start: SFT on %d worked traces (seq %d) for %d steps", len(examples), seq_len, cfg.sft_steps)
-    model, losses = train_sft(model, tokens, mask, steps=cfg.sft_steps, batch_size=16,
-                              learning_rate=cfg.sft_learning_rate, seed=cfg.seed)
+    model, losses = train_sft(model, tokens, mask, steps=cfg.sft_steps, batch_size=cfg.sft_batch_size,
+                              learning_rate=cfg.sft_learning_rate, seed=cfg.sft_seed)
     staging = f"{folder}.tmp{os.getpid()}"  # written whole, then renamed: readers never see half a model
     save_pretrained(model, tokenizer, staging)
     try:
@@ -70,9 +71,10 @@ def build(cfg, mesh):
     if name in FROM_SCRATCH:
         tokenizer = procedural_tokenizer(cfg.task)
         mcfg = PRESETS[name].replace(vocab_size=tokenizer.vocab_size)
-        model = create_model(mcfg, mesh=mesh, seed=cfg.seed)
+        warm = name == "demo" and cfg.sft_steps > 0
+        model = create_model(mcfg, mesh=mesh, seed=cfg.sft_seed if warm else cfg.seed)
         info = {}
-        if name == "demo" and cfg.sft_steps > 0:
+        if warm:
             model, info = _warm_start(model, tokenizer, cfg, mesh)
         return model, tokenizer, PLAIN, info
     from mrt_jax.io import load_pretrained

@@ -82,3 +82,61 @@ def test_main_process_filter():
     f = MainProcessFilter()
     info = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
     assert f.filter(info) is (jax.process_index() == 0)
+
+
+def test_process_share_single_process():
+    from mrt_jax.distributed import process_share
+
+    assert process_share(6) == (0, 6)
+
+
+def test_allgather_rows_is_the_identity_for_one_process():
+    from mrt_jax.distributed import allgather_rows
+
+    tree = {"a": np.arange(6, dtype=np.float32).reshape(3, 2), "b": np.ones(3, np.int32)}
+    assert allgather_rows(tree) is tree
+
+
+def test_local_replica_copies_sharded_params_onto_the_local_mesh():
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from mrt_jax.distributed import local_mesh_of, local_replica
+
+    mesh = make_mesh(1, 8, 1)
+    values = np.arange(8 * 3, dtype=np.float32).reshape(8, 3)
+    params = {"w": jax.device_put(values, NamedSharding(mesh, PartitionSpec("fsdp", None))),
+              "n": jax.device_put(np.ones(3, np.float32), NamedSharding(mesh, PartitionSpec()))}
+    local = local_mesh_of(mesh)
+    assert dict(local.shape) == {"data": 8, "fsdp": 1, "tensor": 1}
+    out = local_replica(params, local)
+    for k, x in out.items():
+        assert x.sharding.is_fully_replicated and x.sharding.mesh == local
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(params[k]))
+        # fresh buffers: the learner may donate its own afterwards
+        assert x.addressable_shards[0].data.unsafe_buffer_pointer() != \
+            params[k].addressable_shards[0].data.unsafe_buffer_pointer()
+    with pytest.raises(ValueError, match="exactly this process's devices"):
+        local_replica(params, make_mesh(4, 1, 1, devices=jax.devices()[:4]))
+
+
+def test_log_on_main_silences_child_loggers_below_warning_on_other_processes(monkeypatch):
+    import io
+
+    from mrt_jax.distributed import multihost
+
+    parent, stream = logging.getLogger("mp_test_parent"), io.StringIO()
+    handler = logging.StreamHandler(stream)
+    parent.addHandler(handler)
+    child = logging.getLogger("mp_test_parent.child")
+    child.setLevel(logging.INFO)
+    try:
+        multihost.log_on_main(parent)
+        monkeypatch.setattr(multihost, "is_main_process", lambda: False)  # as on process 1
+        child.info("progress")
+        child.warning("trouble")
+        assert stream.getvalue().splitlines() == ["trouble"]
+        monkeypatch.setattr(multihost, "is_main_process", lambda: True)
+        child.info("progress")
+        assert stream.getvalue().splitlines() == ["trouble", "progress"]
+    finally:
+        parent.removeHandler(handler)

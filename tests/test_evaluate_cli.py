@@ -193,7 +193,7 @@ def test_bad_flags_and_data(tmp_path, capsys):
         (["--model=tiny", f"--dataset={prose_gold}", out], "is not an expression math-verify can check"),
         (["--model=tiny", f"--dataset={tmp_path / 'x.csv'}", out], "no such file"),
         (["--model=tiny", "--dataset=nosuchtask:2", out], "--dataset='nosuchtask:2': unknown task"),
-        (["--model=tiny", "--dataset=arithmetic:9", out], "difficulty=9; allowed 1..6"),
+        (["--model=tiny", "--dataset=arithmetic:9", out], "difficulty=9; allowed 0..6"),
         (["--model=tiny", f"--dataset={good}", "--budgets=0,4", out], "--budgets must be a comma list of positive"),
         (["--model=tiny", f"--dataset={good}", "--budgets=4,x", out], "--budgets must be a comma list of positive"),
         (["--model=tiny", f"--dataset={good}", "--budgets=8,64", "--max_tokens=16", out],

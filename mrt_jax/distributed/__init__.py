@@ -6,13 +6,15 @@ optax and, for TPU targets, libtpu).
 
 from mrt_jax.distributed.memory import MemoryEstimate, estimate_memory
 from mrt_jax.distributed.multihost import (
-    ProcessInfo, global_array_from_local, init_distributed, is_main_process, local_rows, log_on_main,
+    ProcessInfo, allgather_rows, global_array_from_local, init_distributed, is_main_process, local_rows, log_on_main,
+    process_share,
 )
 from mrt_jax.distributed.planner import MeshPlan, PlanError, plan_mesh
+from mrt_jax.distributed.replica import local_mesh_of, local_replica
 from mrt_jax.distributed.slices import SLICES, SliceSpec, get_slice, resolve_slice
 
 __all__ = [
-    "SLICES", "MemoryEstimate", "MeshPlan", "PlanError", "ProcessInfo", "SliceSpec", "estimate_memory", "get_slice",
-    "global_array_from_local", "init_distributed", "is_main_process", "local_rows", "log_on_main", "plan_mesh",
-    "resolve_slice",
+    "SLICES", "MemoryEstimate", "MeshPlan", "PlanError", "ProcessInfo", "SliceSpec", "allgather_rows",
+    "estimate_memory", "get_slice", "global_array_from_local", "init_distributed", "is_main_process", "local_mesh_of",
+    "local_replica", "local_rows", "log_on_main", "plan_mesh", "process_share", "resolve_slice",
 ]

@@ -91,10 +91,15 @@ class MainProcessFilter(logging.Filter):
 
 
 def log_on_main(logger: logging.Logger | None = None) -> None:
-    """Make ``logger`` (default: the root logger) quiet below WARNING on processes other than 0."""
+    """Make ``logger`` (default: the root logger) quiet below WARNING on processes other than 0.
+
+    The filter goes on the logger and on its handlers: a logger's own filters do not see records propagated from
+    child loggers (``logging.getLogger("x").info`` reaches the root's handlers, not the root's filters).
+    """
     target = logging.getLogger() if logger is None else logger
-    if not any(isinstance(f, MainProcessFilter) for f in target.filters):
-        target.addFilter(MainProcessFilter())
+    for holder in (target, *target.handlers):
+        if not any(isinstance(f, MainProcessFilter) for f in holder.filters):
+            holder.addFilter(MainProcessFilter())
 
 
 def local_rows(sharding: NamedSharding, global_shape: Sequence[int]) -> tuple[int, int]:
@@ -122,3 +127,32 @@ def global_array_from_local(local: np.ndarray, sharding: NamedSharding, global_s
                          f"{tuple(global_shape)} array, i.e. shape {(stop - start, *global_shape[1:])}; "
                          f"got {local.shape}")
     return jax.make_array_from_process_local_data(sharding, local, tuple(global_shape))
+
+
+def process_share(total: int, what: str = "rows") -> tuple[int, int]:
+    """This process's contiguous [start, stop) share of ``total`` items split evenly over the processes, in process
+    order (so a global batch laid out process after process is the single-process batch)."""
+    count, index = jax.process_count(), jax.process_index()
+    if total % count:
+        raise ValueError(f"{total} {what} cannot be split evenly over {count} processes; use a multiple of {count}")
+    size = total // count
+    return index * size, (index + 1) * size
+
+
+def allgather_rows(tree):
+    """Host arrays (a pytree of numpy arrays, same shapes on every process) concatenated along axis 0 over the
+    processes, in process order, on every process. One process: returned as is (no device round trip).
+
+    Every process must call it (it is a collective). Only 32-bit (or smaller) dtypes survive JAX's default
+    no-x64 mode unchanged, so 64-bit inputs are refused rather than silently narrowed.
+    """
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    for leaf in jax.tree.leaves(tree):
+        if np.asarray(leaf).dtype.itemsize > 4:
+            raise ValueError(f"allgather_rows: dtype {np.asarray(leaf).dtype} would be narrowed to 32 bits; "
+                             f"cast to a 32-bit dtype first")
+    gathered = multihost_utils.process_allgather(tree, tiled=True)
+    return jax.tree.map(lambda g, x: np.asarray(g).astype(np.asarray(x).dtype), gathered, tree)

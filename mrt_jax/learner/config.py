@@ -45,8 +45,8 @@ class LearnerConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if not self.lr > 0:
-            raise _bad("lr", self.lr, "a positive float (e.g. 1e-6)")
+        if not self.lr >= 0:  # 0 freezes the weights: a baseline run through the same code
+            raise _bad("lr", self.lr, "a float >= 0 (e.g. 1e-6)")
         for f in ("warmup_steps",):
             v = getattr(self, f)
             if not isinstance(v, int) or v < 0:

@@ -7,6 +7,8 @@ at the left of the block: that is left padding for prompts, and the gap for fork
 fed back at slot ``start + A + i - 1`` with position ``pos0_b + i - 1``; the causal mask (key slot <= query slot)
 hides slots not yet written, so ``valid_bs`` never changes during decoding.
 
+The cache is one (keys, values) pair of [B, K, S, E] per layer (``mrt_jax.models.layerwise``).
+
 Shapes: B rows, A block length, S slots, N generated-token buffer, V vocab.
 """
 
@@ -17,9 +19,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
-
-from mrt_jax.models.decoder import KVCache
+from mrt_jax.models.config import ModelConfig
+from mrt_jax.models.layerwise import LayerwiseWeights, forward_cached, layerwise_logits
 from mrt_jax.sampling.sample_logits import SamplingParams, sample_tokens
 
 
@@ -70,28 +71,34 @@ def _record(st: DecodeState, i, logits_bv, params, stop_ids, pad_id, greedy, use
     )
 
 
-@functools.lru_cache(maxsize=16)
-def make_engine(graphdef, *, pad_id: int):
-    """Jitted ``prefill`` and ``decode`` functions for one model graph (the parameters are arguments).
+_ENGINES: dict[tuple[str, int], tuple] = {}
 
-    Cached per (graph, pad id) so that several Samplers over the same architecture share compiled programs.
+
+def make_engine(cfg: ModelConfig, *, pad_id: int):
+    """Jitted ``prefill`` and ``decode`` functions for one architecture (the weights are arguments, in the
+    per-layer layout of ``mrt_jax.models.layerwise``; the cache is its tuple of per-layer [B, K, S, E] pairs).
+
+    Cached per (config, pad id) so that several Samplers over the same architecture share compiled programs.
     """
+    key = (repr(cfg), pad_id)
+    if key not in _ENGINES:
+        _ENGINES[key] = _build_engine(cfg, pad_id)
+    return _ENGINES[key]
 
+
+def _build_engine(cfg: ModelConfig, pad_id: int):
     @functools.partial(jax.jit, static_argnames=("greedy", "use_filter"), donate_argnums=(1, 6))
-    def prefill(state, cache: KVCache, block_ba, pos_ba, valid_bs, start, st: DecodeState, params: SamplingParams,
-                stop_ids, *, greedy: bool, use_filter: bool):
+    def prefill(w: LayerwiseWeights, cache: tuple, block_ba, pos_ba, valid_bs, start, st: DecodeState,
+                params: SamplingParams, stop_ids, *, greedy: bool, use_filter: bool):
         """Write the block at slots start..start+A-1 and sample generated token 0 from its last position."""
-        model = nnx.merge(graphdef, state)
-        h, cache = model(block_ba, pos_ba, cache=cache, cache_index=start, valid_bs=valid_bs, return_hidden=True)
-        logits_bv = model.logits(h[:, -1:])[:, 0]
+        h, cache = forward_cached(cfg, w, block_ba, pos_ba, cache, start, valid_bs)
+        logits_bv = layerwise_logits(cfg, w, h[:, -1:])[:, 0]
         return cache, _record(st, jnp.int32(0), logits_bv, params, stop_ids, pad_id, greedy, use_filter)
 
     @functools.partial(jax.jit, static_argnames=("greedy", "use_filter"), donate_argnums=(1, 2))
-    def decode(state, cache: KVCache, st: DecodeState, valid_bs, dec_start, stop_at, params: SamplingParams,
-               stop_ids, *, greedy: bool, use_filter: bool):
+    def decode(w: LayerwiseWeights, cache: tuple, st: DecodeState, valid_bs, dec_start, stop_at,
+               params: SamplingParams, stop_ids, *, greedy: bool, use_filter: bool):
         """Sample tokens st.step .. stop_at-1 (fewer if every row is done). One while_loop, cache carried in place."""
-        model = nnx.merge(graphdef, state)
-
         def cond(carry):
             _, s = carry
             return (s.step < stop_at) & ~jnp.all(s.done_b)
@@ -100,9 +107,10 @@ def make_engine(graphdef, *, pad_id: int):
             cache, s = carry
             i = s.step
             prev_b = jax.lax.dynamic_index_in_dim(s.tokens_bn, i - 1, axis=1, keepdims=False)
-            logits, cache = model(prev_b[:, None], (s.pos0_b + i - 1)[:, None], cache=cache,
-                                  cache_index=dec_start + i - 1, valid_bs=valid_bs)
-            return cache, _record(s, i, logits[:, 0], params, stop_ids, pad_id, greedy, use_filter)
+            h, cache = forward_cached(cfg, w, prev_b[:, None], (s.pos0_b + i - 1)[:, None], cache,
+                                      dec_start + i - 1, valid_bs)
+            logits_bv = layerwise_logits(cfg, w, h)[:, 0]
+            return cache, _record(s, i, logits_bv, params, stop_ids, pad_id, greedy, use_filter)
 
         return jax.lax.while_loop(cond, body, (cache, st))
 

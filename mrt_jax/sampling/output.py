@@ -11,7 +11,7 @@ import numpy as np
 class CacheRef(NamedTuple):
     """A generation's KV cache kept for forking. Row r's cached sequence tokens sit at ``seq_slots[r]``."""
 
-    cache: Any  # KVCache [L, R, S, K, E] (R >= number of output rows: padding rows at the end)
+    cache: Any  # per layer (keys, values) [R, K, S, E] (R >= number of output rows: padding rows at the end)
     seq_slots: list  # per output row: int array of slots, in sequence order (prompt tokens, then completion)
 
 

@@ -4,6 +4,10 @@ The host pads the batch (rows to a power of two that the data axes divide, promp
 bucketed sizes, so requests of similar size reuse one compiled program), then runs one jitted prefill and one
 jitted ``while_loop`` decode (the cache carried and donated). With stop strings the loop runs in chunks and the
 host checks the decoded text between chunks (stop strings may span token boundaries).
+
+Both run on the sampler's own per-layer copy of the weights (``mrt_jax.models.layerwise``: no weight copies per
+step on XLA:CPU, fused q/k/v and gate/up matmuls), rebuilt by ``update_params``; it costs one more copy of the
+layer weights (and of an untied output projection) in memory. ``state`` keeps the decoder's stacked layout (weight sync).
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import numpy as np
 from flax import nnx
 
 from mrt_jax.models.config import resolve_dtype
-from mrt_jax.models.decoder import CACHE_AXES, KVCache
+from mrt_jax.models.layerwise import LAYER_CACHE_AXES
 from mrt_jax.sampling.engine import DecodeState, init_state, make_engine
+from mrt_jax.sampling.fast_weights import fast_weights
 from mrt_jax.sampling.layout import bucket, plan_block
 from mrt_jax.sampling.output import Branch, CacheRef, SampleOutput
 from mrt_jax.sampling.sample_logits import SamplingParams, validate_sampling
 from mrt_jax.sampling.stops import find_stop
-from mrt_jax.sharding import logical_to_spec, named_sharding
+from mrt_jax.sharding import named_sharding
 
 
 def _row_bucket(n: int, multiple: int) -> int:
@@ -70,15 +75,20 @@ class Sampler:
         if window is not None and window < 1:
             raise ValueError(f"window must be >= 1 or None, got {window}")
         self.window = window
-        self._prefill, self._decode = make_engine(self.graphdef, pad_id=self.pad_id)
+        self._prefill, self._decode = make_engine(self.cfg, pad_id=self.pad_id)
         self._shards = 1
         if self.mesh is not None:
             self._shards = int(np.prod([self.mesh.shape[a] for a in ("data", "fsdp") if a in self.mesh.shape]))
+        self._weights = fast_weights(self.cfg, self.state, self.mesh)
 
     # ---------------------------------------------------------------- helpers
     def update_params(self, model_or_state) -> None:
-        """Use new weights (same architecture), e.g. after a learner step; nothing recompiles."""
+        """Use new weights (same architecture), e.g. after a learner step; nothing recompiles.
+
+        The sampler decodes from its own per-layer copy of the weights (``mrt_jax.models.layerwise``), rebuilt
+        here: ``state`` keeps the decoder's stacked layout for weight sync."""
         self.state = model_or_state if isinstance(model_or_state, nnx.State) else nnx.split(model_or_state)[1]
+        self._weights = fast_weights(self.cfg, self.state, self.mesh)
 
     def _mesh_ctx(self):
         return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
@@ -115,16 +125,17 @@ class Sampler:
     # ---------------------------------------------------------------- public API
     def generate(self, prompts: Sequence[str | Sequence[int]], *, max_new_tokens: int | Sequence[int] = 256,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, seed: int = 0,
-                 stop: Sequence[str] | None = None, ignore_eos: bool = False, keep_cache: bool = False
-                 ) -> SampleOutput:
+                 stop: Sequence[str] | None = None, ignore_eos: bool = False, keep_cache: bool = False,
+                 row_ids: Sequence[int] | None = None) -> SampleOutput:
         """Complete every prompt (a string or token ids). temperature 0 = greedy. Row i's randomness depends only
-        on (seed, i), never on the batch size, padding or device count."""
+        on (seed, i), never on the batch size, padding or device count. ``row_ids`` replaces i by a caller's id
+        (e.g. the row's index in a global batch split over processes)."""
         if isinstance(prompts, (str, bytes)) or not len(prompts):
             raise ValueError("prompts must be a non-empty list of strings or token-id lists")
         ids = [self._encode(p, f"prompt {i}") for i, p in enumerate(prompts)]
         budgets = self._budgets(max_new_tokens, len(ids))
-        return self._run([np.zeros(0, np.int64)] * len(ids), ids, ids, None, None, budgets, list(range(len(ids))),
-                         temperature, top_k, top_p, seed, stop, ignore_eos, keep_cache)
+        return self._run([np.zeros(0, np.int64)] * len(ids), ids, ids, None, None, budgets,
+                         _stream_ids(row_ids, len(ids)), temperature, top_k, top_p, seed, stop, ignore_eos, keep_cache)
 
     def prefill(self, prompts: Sequence[str | Sequence[int]], completions: Sequence[Sequence[int]] | None = None
                 ) -> SampleOutput:
@@ -142,11 +153,12 @@ class Sampler:
 
     def fork(self, source: SampleOutput, branches: Sequence[Branch], *, max_new_tokens: int = 256,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, seed: int = 0,
-             stop: Sequence[str] | None = None, ignore_eos: bool = False, keep_cache: bool = False) -> SampleOutput:
+             stop: Sequence[str] | None = None, ignore_eos: bool = False, keep_cache: bool = False,
+             row_ids: Sequence[int] | None = None) -> SampleOutput:
         """Branch continuations from cached prefixes of ``source`` (see ``Branch``); the prefix is not recomputed.
 
         Output rows follow ``branches`` in order, ``n`` rows each. Without a kept cache in ``source`` the used rows
-        are prefilled once first. Random streams: output row j uses (seed, j).
+        are prefilled once first. Random streams: output row j uses (seed, j), or (seed, row_ids[j]) if given.
         """
         if not branches:
             raise ValueError("fork needs at least one Branch")
@@ -176,7 +188,7 @@ class Sampler:
                 feeds.append(seq[c:] + extra)
                 prefixes.append(seq + extra)
         budgets = self._budgets(max_new_tokens, len(rows))
-        return self._run(kept, feeds, prefixes, source.cache.cache, rows, budgets, list(range(len(rows))),
+        return self._run(kept, feeds, prefixes, source.cache.cache, rows, budgets, _stream_ids(row_ids, len(rows)),
                          temperature, top_k, top_p, seed, stop, ignore_eos, keep_cache)
 
     # ---------------------------------------------------------------- the common path
@@ -224,7 +236,7 @@ class Sampler:
             st = init_state(R, N, budgets, plan.pos0_b, keys, self.pad_id)
             st = DecodeState(*[self._put(x, bat[:x.ndim]) if x.ndim else x for x in st])
             valid = self._put(plan.valid_bs, bat)
-            cache, st = self._prefill(self.state, cache, self._put(plan.block_ba, bat), self._put(plan.pos_ba, bat),
+            cache, st = self._prefill(self._weights, cache, self._put(plan.block_ba, bat), self._put(plan.pos_ba, bat),
                                       valid, jnp.int32(start), st, params, stop_ids, greedy=greedy,
                                       use_filter=use_filter)
             trunc = {}
@@ -237,7 +249,7 @@ class Sampler:
                 # Attend over (and carry) only the slots this chunk can reach: the cache tail is never read.
                 W = min(S, bucket(start + A + stop_at)) if self.window else S
                 sub, sub_valid = (cache, valid) if W == S else (_slice_slots(cache, W), valid[:, :W])
-                sub, st = self._decode(self.state, sub, st, sub_valid, dec_start, jnp.int32(stop_at), params,
+                sub, st = self._decode(self._weights, sub, st, sub_valid, dec_start, jnp.int32(stop_at), params,
                                        stop_ids, greedy=greedy, use_filter=use_filter)
                 cache = sub if W == S else _put_slots(cache, sub)
                 if stop:
@@ -246,12 +258,12 @@ class Sampler:
                 self._check_stops(st, stop, trunc, n)
         return self._collect(st, n, trunc, prefixes, plan, start + A, cache if keep_cache else None, set(stops))
 
-    def _make_cache(self, src_cache, src_rows, R: int, S: int) -> KVCache:
-        shape = (self.cfg.num_layers, R, S, self.cfg.num_kv_heads, self.cfg.head_dim)
-        sharding = named_sharding(self.mesh, CACHE_AXES, shape) if self.mesh is not None else None
+    def _make_cache(self, src_cache, src_rows, R: int, S: int) -> tuple:
+        shape = (R, self.cfg.num_kv_heads, S, self.cfg.head_dim)
+        sharding = named_sharding(self.mesh, LAYER_CACHE_AXES, shape) if self.mesh is not None else None
         if src_cache is None:
             dtype = jnp.dtype(resolve_dtype(self.cfg.dtype))
-            return _zeros_fn(shape, dtype, sharding)()
+            return _zeros_fn(self.cfg.num_layers, shape, dtype, sharding)()
         rows = np.asarray(list(src_rows) + [0] * (R - len(src_rows)), np.int32)
         return _gather_rows(src_cache, self._put(rows, ("batch",)), S)
 
@@ -272,7 +284,7 @@ class Sampler:
 
     def _collect(self, st: DecodeState, n, trunc, prefixes, plan, dec_start, cache, stopset) -> SampleOutput:
         toks, lp, slp = np.asarray(st.tokens_bn), np.asarray(st.logp_bn), np.asarray(st.slogp_bn)
-        lens, budget = np.asarray(st.length_b), np.asarray(st.budget_b)
+        lens = np.asarray(st.length_b)
         tokens, logps, slogps, reasons, slots = [], [], [], [], []
         for r in range(n):
             L = int(trunc.get(r, lens[r]))
@@ -293,30 +305,43 @@ class Sampler:
                             [list(p) for p in prefixes], texts, ref)
 
 
+def _stream_ids(row_ids: Sequence[int] | None, n: int) -> list[int]:
+    """The random-stream id of each output row: its position, or the caller's ids (distinct, in [0, 2**30))."""
+    if row_ids is None:
+        return list(range(n))
+    ids = [int(i) for i in row_ids]
+    if len(ids) != n or len(set(ids)) != n or any(not 0 <= i < 2**30 for i in ids):
+        raise ValueError(f"row_ids must be {n} distinct ints in [0, 2**30) (one per output row), got {len(ids)} "
+                         f"ids, {len(set(ids))} distinct, range [{min(ids, default=0)}, {max(ids, default=0)}]")
+    return ids
+
+
+# The cache is a tuple of per-layer (keys, values) pairs, each [B, K, S, E]: rows on axis 0, slots on axis 2.
+
 @functools.lru_cache(maxsize=64)
-def _zeros_fn(shape: tuple, dtype, sharding):
+def _zeros_fn(n_layers: int, shape: tuple, dtype, sharding):
     """A compiled maker of an empty cache (cached: one compile per shape/sharding, not per call)."""
-    return jax.jit(lambda: KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)), out_shardings=sharding)
+    pair = lambda: (jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))  # noqa: E731
+    return jax.jit(lambda: tuple(pair() for _ in range(n_layers)), out_shardings=sharding)
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
-def _slice_slots(cache: KVCache, n_slots: int) -> KVCache:
-    return KVCache(cache.k[:, :, :n_slots], cache.v[:, :, :n_slots])
+def _slice_slots(cache: tuple, n_slots: int) -> tuple:
+    return jax.tree.map(lambda x: x[:, :, :n_slots], cache)
 
 
 @functools.partial(jax.jit, donate_argnums=(0,))
-def _put_slots(cache: KVCache, sub: KVCache) -> KVCache:
-    put = lambda x, y: jax.lax.dynamic_update_slice(x, y, (0, 0, 0, 0, 0))  # noqa: E731
-    return KVCache(put(cache.k, sub.k), put(cache.v, sub.v))
+def _put_slots(cache: tuple, sub: tuple) -> tuple:
+    return jax.tree.map(lambda x, y: jax.lax.dynamic_update_slice(x, y, (0, 0, 0, 0)), cache, sub)
 
 
 @functools.partial(jax.jit, static_argnums=(2,))
-def _gather_rows(cache: KVCache, rows_r, n_slots: int) -> KVCache:
+def _gather_rows(cache: tuple, rows_r, n_slots: int) -> tuple:
     """Rows ``rows_r`` of a cache, cut or zero-padded to ``n_slots`` slots."""
     def take(x):
-        x = jnp.take(x, rows_r, axis=1)
+        x = jnp.take(x, rows_r, axis=0)
         S = x.shape[2]
         if n_slots <= S:
             return x[:, :, :n_slots]
-        return jnp.pad(x, ((0, 0), (0, 0), (0, n_slots - S), (0, 0), (0, 0)))
-    return KVCache(take(cache.k), take(cache.v))
+        return jnp.pad(x, ((0, 0), (0, 0), (0, n_slots - S), (0, 0)))
+    return jax.tree.map(take, cache)

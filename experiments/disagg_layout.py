@@ -1,0 +1,76 @@
+"""The shared run dir of a disaggregated run: the only channel between the learner and the sampler processes.
+
+    RUN/config.json          the learner's resolved config
+    RUN/checkpoints/<step>/  the learner's TrainState (Orbax), as in the colocated job
+    RUN/weights/<step>/      published params (Orbax; WeightPublisher), step 0 and after every update
+    RUN/rollouts/            pending rollout batches: s<sampler>-b<index>.npz + .json (experiments.rollout_queue)
+    RUN/samplers/s<id>.json  each sampler's resumable state (data position, batches written, weight steps loaded)
+    RUN/DONE                 written by the learner when it stops: {"final_step", "steps", "time"}
+    RUN/metrics.jsonl, eval_*.json, report.md, ...   the learner's logs, as in the colocated job
+
+All paths go through ``etils.epath``, so RUN may be a bucket path (gs://...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+from etils import epath
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLayout:
+    root: epath.Path
+
+    @classmethod
+    def of(cls, run_dir: str | os.PathLike) -> "RunLayout":
+        return cls(epath.Path(run_dir))
+
+    @property
+    def weights(self) -> epath.Path:
+        return self.root / "weights"
+
+    @property
+    def rollouts(self) -> epath.Path:
+        return self.root / "rollouts"
+
+    @property
+    def done(self) -> epath.Path:
+        return self.root / "DONE"
+
+    def sampler_state(self, sampler_id: int) -> epath.Path:
+        return self.root / "samplers" / f"s{sampler_id:03d}.json"
+
+
+def write_json_atomic(path: epath.Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{path.name}.{os.getpid()}"
+    tmp.write_text(json.dumps(value, sort_keys=True))
+    tmp.replace(path)  # overwrites: rename would refuse an existing target
+
+
+def read_json(path: epath.Path) -> dict | None:
+    """The JSON object at ``path``, or None when it is missing or unreadable (e.g. replaced while read)."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def mark_done(layout: RunLayout, final_step: int, steps: int) -> None:
+    write_json_atomic(layout.done, {"final_step": final_step, "steps": steps, "time": time.time()})
+
+
+def learner_finished(layout: RunLayout, steps: int, since: float) -> bool:
+    """Whether the learner has stopped: a DONE marker for the full ``steps``, or one written after ``since`` (the
+    caller's start: a learner stopped early by a signal). An older marker of a shorter run is ignored, so a
+    sampler of a resumed run with more steps keeps going."""
+    marker = read_json(layout.done)
+    if marker is None:
+        return False
+    final, written = marker.get("final_step"), marker.get("time")
+    return (isinstance(final, int) and final >= steps) or (isinstance(written, (int, float)) and written >= since)

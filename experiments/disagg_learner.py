@@ -1,0 +1,212 @@
+"""The learner role of a disaggregated run (``python -m experiments.disaggregated --role=learner``).
+
+Restores or creates the TrainState, publishes its params (step 0, then after every update), consumes the rollout
+batches the samplers write to RUN/rollouts, trains, checkpoints, evaluates and logs as the colocated job does, and
+writes RUN/DONE when it stops. A batch sampled with the weights of step ``s`` is ``learner_step - s`` steps stale:
+within ``--max_staleness`` it is used (the PPO ratio against the sampler's own logprobs corrects for the older
+policy), beyond it the batch is dropped and counted. Batches are used oldest first (see ``choose_batch``).
+
+Ordering that makes ``--max_staleness=0`` with one sampler reproduce the colocated job: the consumed batch file
+is removed only after the next weights are committed, so a sampler that sees its queue shrink finds them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from experiments import rollout_queue as rq
+from experiments.disagg_layout import RunLayout, mark_done
+from experiments.mrt_math import UserError
+
+log = logging.getLogger("disaggregated.learner")
+
+POLL_SECONDS = 0.05
+
+
+def choose_batch(infos: list[rq.BatchInfo], learner_step: int, max_staleness: int):
+    """-> (the batch to train on or None, stale batches to drop, invalid ones: sampled with weights newer than
+    the learner's, i.e. left over from an earlier attempt). The oldest usable batch is chosen: lowest sampled step,
+    then lowest per-sampler index (samplers take turns), then sampler id; with one sampler, every batch in order."""
+    future = [i for i in infos if i.sampled_step > learner_step]
+    stale = [i for i in infos if learner_step - max_staleness > i.sampled_step]
+    usable = sorted((i for i in infos if learner_step - max_staleness <= i.sampled_step <= learner_step),
+                    key=lambda i: (i.sampled_step, i.batch_index, i.sampler_id))
+    return (usable[0] if usable else None), stale, future
+
+
+class BatchSource:
+    """Waits for the next usable rollout batch; drops stale and malformed ones, counting them."""
+
+    def __init__(self, layout: RunLayout, shape: tuple[int, int], max_staleness: int, wait_timeout: float):
+        self.layout, self.shape = layout, shape
+        self.max_staleness, self.wait_timeout = max_staleness, wait_timeout
+        self.dropped_stale_total = 0
+        self.dropped_invalid_total = 0
+
+    def _drop(self, name: str, why: str) -> None:
+        log.warning("dropping rollout batch %s: %s", name, why)
+        rq.remove_batch(self.layout.rollouts, name)
+
+    def next(self, learner_step: int, stop_requested: Callable[[], bool] = lambda: False):
+        """-> (info, arrays, staleness of every batch dropped as stale meanwhile), or None once
+        ``stop_requested()`` (a preemption signal must not wait for data that may never come)."""
+        dropped_lags: list[int] = []
+        t0 = time.monotonic()
+        while True:
+            infos = []
+            for name in rq.list_batches(self.layout.rollouts):
+                try:
+                    infos.append(rq.read_info(self.layout.rollouts, name))
+                except rq.BadBatch as e:
+                    self._drop(name, str(e))
+                    self.dropped_invalid_total += 1
+            chosen, stale, future = choose_batch(infos, learner_step, self.max_staleness)
+            for info in stale:
+                lag = learner_step - info.sampled_step
+                self._drop(info.name, f"sampled with step {info.sampled_step}, {lag} steps behind learner step "
+                                      f"{learner_step} (--max_staleness={self.max_staleness})")
+                dropped_lags.append(lag)
+                self.dropped_stale_total += 1
+            for info in future:
+                self._drop(info.name, f"sampled with step {info.sampled_step}, newer than learner step "
+                                      f"{learner_step} (left over from an earlier attempt)")
+                self.dropped_invalid_total += 1
+            if chosen is not None:
+                try:
+                    return chosen, rq.read_arrays(self.layout.rollouts, chosen.name, self.shape), dropped_lags
+                except rq.BadBatch as e:
+                    self._drop(chosen.name, str(e))
+                    self.dropped_invalid_total += 1
+                    continue
+            if stop_requested():
+                return None
+            if time.monotonic() - t0 > self.wait_timeout:
+                raise UserError(f"learner: no usable rollout batch in {self.layout.rollouts} for "
+                                f"{self.wait_timeout:g} s at step {learner_step}; are the samplers running "
+                                f"(--role=sampler with the same --run_dir)?")
+            time.sleep(POLL_SECONDS)
+
+
+def staleness_metrics(consumed_lag: int, dropped_lags: list[int], source: BatchSource) -> dict[str, float]:
+    lags = np.asarray([consumed_lag, *dropped_lags], np.float64)
+    return {"staleness": float(consumed_lag), "staleness_mean": float(lags.mean()), "staleness_max": float(lags.max()),
+            "dropped_stale": float(len(dropped_lags)), "dropped_stale_total": float(source.dropped_stale_total),
+            "dropped_invalid_total": float(source.dropped_invalid_total)}
+
+
+def _clear_attempt_leftovers(layout: RunLayout, start: int) -> None:
+    """Published steps beyond the restored one came from an attempt that died before checkpointing them."""
+    from mrt_jax.checkpointing.manager import list_step_dirs
+
+    for step in list_step_dirs(layout.weights):
+        if step > start:
+            (layout.weights / str(step)).rmtree(missing_ok=True)  # epath: also on a bucket
+    if layout.done.exists():
+        layout.done.unlink()
+
+
+def run_learner(cfg, wait_timeout: float) -> dict:
+    import jax
+    from flax import nnx
+
+    from experiments.job_parts import build_job, copy_into_sampler, is_eval_step, learn, make_evaluate
+    from experiments.mrt_math import _learner_config, _mesh, _prepare_run_dir, _print_result, _read_json
+    from experiments.report import write_report
+    from mrt_jax.checkpointing import Checkpointer, PreemptionGuard
+    from mrt_jax.checkpointing.manager import commit_problem
+    from mrt_jax.learner import create_train_state, make_train_step
+    from mrt_jax.metrics import MetricsLogger, StepTimer
+    from mrt_jax.sampling import Sampler
+    from mrt_jax.weight_sync import WeightPublisher
+
+    t_start = time.time()
+    layout = RunLayout.of(cfg.run_dir)
+    mesh = _mesh(cfg)
+    resume = _prepare_run_dir(cfg)
+    try:
+        parts = build_job(cfg, mesh)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from e
+    lcfg = _learner_config(cfg)
+    state = create_train_state(parts.model.cfg, lcfg, mesh, params=nnx.to_pure_dict(nnx.state(parts.model, nnx.Param)))
+    ref_params = jax.tree.map(lambda x: x.copy(), state.params) if cfg.kl_coef > 0 else None
+    train_step = make_train_step(lcfg, parts.model.cfg, mesh)
+    ckpt = Checkpointer(os.path.join(cfg.run_dir, "checkpoints"), save_every=cfg.save_every, keep_last=cfg.keep_last)
+    start = 0
+    if resume:
+        state, _, start = ckpt.restore(state, mesh=mesh)
+        log.info("resumed from step %d", start)
+    _clear_attempt_leftovers(layout, start)
+
+    # Keep enough published steps that a sampler within the staleness window can still restore what it polled.
+    publisher = WeightPublisher(layout.weights, keep=max(3, cfg.max_staleness + 2))
+    if commit_problem(layout.weights / str(start), ("params", "meta")) is not None:
+        publisher.publish(start, state.params)
+        publisher.wait()
+    eval_sampler = Sampler(parts.model, parts.tokenizer, mesh=mesh, max_cache_len=parts.cache_len)
+    evaluate = make_evaluate(cfg, eval_sampler, parts)
+    copy_into_sampler(eval_sampler, state.params)
+    before = evaluate("before") if start == 0 else _read_json(os.path.join(cfg.run_dir, "eval_before.json"))
+
+    n_rows = cfg.prompts_per_step * cfg.group_size
+    source = BatchSource(layout, (n_rows, parts.max_prompt + cfg.max_new_tokens), cfg.max_staleness, wait_timeout)
+    logger = MetricsLogger(cfg.run_dir, cfg.steps, start_step=start)
+    timer = StepTimer()
+    last_eval: dict = {}
+    step = start
+    try:
+        with PreemptionGuard() as guard:
+            while step < cfg.steps:
+                with timer("wait_data"):
+                    got = source.next(step, lambda: guard.requested_locally)
+                if got is None:  # stopped while waiting for data: save the step we are at
+                    ckpt.maybe_save(step, state, {"step": step}, force=True)
+                    log.warning("stop requested while waiting for rollouts: saved step %d, exiting", step)
+                    break
+                info, arrays, dropped_lags = got
+                with timer("learn") as sec:
+                    state, m = learn(cfg, lcfg, train_step, state, arrays, ref_params, mesh)
+                    sec.block(m)
+                lag = step - info.sampled_step
+                step += 1
+                with timer("publish"):
+                    publisher.publish(step, state.params)
+                    publisher.wait()  # committed before the batch is consumed (see the module docstring)
+                rq.remove_batch(layout.rollouts, info.name)
+                metrics = {**info.metrics, **{k: float(v) for k, v in m.items()},
+                           **staleness_metrics(lag, dropped_lags, source),
+                           "sampled_step": float(info.sampled_step), "sampler_id": float(info.sampler_id)}
+                if is_eval_step(cfg, step):
+                    with timer("eval"):
+                        copy_into_sampler(eval_sampler, state.params)
+                        last_eval = evaluate(f"step{step}")
+                    metrics.update({f"eval_{k}": v for k, v in last_eval.items() if isinstance(v, float)})
+                metrics.update(timer.pop())
+                logger.log(step, metrics)
+                ckpt.maybe_save(step, state, {"step": step},
+                                metrics={"eval_accuracy": last_eval.get("accuracy", 0.0)},
+                                force=guard.should_stop() or step == cfg.steps)
+                if guard.should_stop():
+                    ckpt.wait()
+                    log.warning("stop requested: saved step %d, exiting", step)
+                    break
+    finally:
+        publisher.close()
+        ckpt.wait()
+        ckpt.close()
+        mark_done(layout, step, cfg.steps)  # also on failure: samplers stop instead of waiting for a timeout
+    summary = logger.close()
+    if not last_eval:
+        copy_into_sampler(eval_sampler, state.params)
+        last_eval = evaluate("after")
+    result = dict(config=cfg.to_dict(), info=parts.info, before=before, after=last_eval, summary=summary,
+                  steps_done=step, wall_seconds=round(time.time() - t_start, 1),
+                  dropped_stale=source.dropped_stale_total, dropped_invalid=source.dropped_invalid_total)
+    write_report(cfg.run_dir, result)
+    _print_result(result)
+    return result

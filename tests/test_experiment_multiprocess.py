@@ -1,0 +1,183 @@
+"""The training job as N cooperating CPU processes (jax.distributed, gloo collectives) on localhost.
+
+1 process x 4 devices, 2 processes x 2 devices and 4 processes x 1 device, same seed and global batch, must log the
+same metrics and end with bit-identical parameters and optimizer state; a 2-process run resumed from its own
+checkpoint must end where the uninterrupted run ended. Only process 0 logs and writes files.
+
+Every spawned process has a timeout; a failure prints the tail of each process's log. The runs share a persistent
+JAX compilation cache (a run after the first of its layout compiles nothing), which keeps the file's wall time down.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARGS = ["--preset=tiny", "--steps=2", "--prompts_per_step=4", "--eval_every=100", "--eval_problems=2",
+        "--save_every=1", "--keep_last=2"]
+TIMEOUT_S = 600
+LAYOUTS = {"1x4": (1, 4), "2x2": (2, 2), "4x1": (4, 1)}  # processes x devices per process
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Job:
+    """One run of the job as ``processes`` local processes with ``devices`` fake CPU devices each."""
+
+    def __init__(self, run_dir, processes: int, devices: int, shared, *extra: str):
+        self.run_dir, self.logs, self.procs = run_dir, [], []
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+                   MRT_JAX_CACHE=str(shared / "assets"), JAX_COMPILATION_CACHE_DIR=str(shared / "xla"),
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+        port = _free_port()
+        for i in range(processes):
+            flags = [f"--coordinator=127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={i}"]
+            log = open(f"{run_dir}.p{i}.log", "w")
+            self.logs.append(log.name)
+            cmd = [sys.executable, "-m", "experiments.mrt_math", *ARGS, f"--run_dir={run_dir}", *extra,
+                   *(flags if processes > 1 else [])]
+            self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+            log.close()
+        self.started = time.time()
+
+    def finish(self) -> float:
+        """Wait (with a deadline) for every process; on failure kill the rest and show each one's log tail."""
+        deadline = self.started + TIMEOUT_S
+        try:
+            for p in self.procs:
+                p.wait(timeout=max(1.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            pass
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        codes = [p.returncode for p in self.procs]
+        if any(codes):
+            tails = "\n".join(f"--- process {i} (exit {c}) ---\n{self.log(i)[-2500:]}" for i, c in enumerate(codes))
+            pytest.fail(f"job in {self.run_dir} failed: exit codes {codes}\n{tails}")
+        return time.time() - self.started
+
+    def log(self, i: int) -> str:
+        with open(self.logs[i]) as f:
+            return f.read()
+
+
+def _rows(run_dir) -> list[dict]:
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _computed(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("time/") and k != "wall"}
+
+
+def _final_state(run_dir) -> tuple[int, dict[str, np.ndarray]]:
+    """The newest checkpoint's arrays (params, optimizer state, counters, RNG), read back by Orbax as numpy."""
+    ckpt = os.path.join(run_dir, "checkpoints")
+    step = max(int(d) for d in os.listdir(ckpt) if d.isdigit())
+    path = os.path.join(ckpt, str(step), "state")
+    reader = ocp.PyTreeCheckpointer()
+    shapes = reader.metadata(path).item_metadata.tree
+    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), shapes)
+    return step, reader.restore(path, restore_args=args)
+
+
+def _assert_bit_identical(a: dict, b: dict, what: str) -> None:
+    assert sorted(a) == sorted(b), what
+    bad = {k: float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64))))
+           for k in a if not np.array_equal(a[k], b[k])}
+    assert not bad, f"{what}: {len(bad)} of {len(a)} arrays differ; max abs diff per array: {bad}"
+
+
+def _assert_same_metrics(rows_a: list[dict], rows_b: list[dict], what: str) -> None:
+    assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b], what
+    for ra, rb in zip(rows_a, rows_b):
+        a, b = _computed(ra), _computed(rb)
+        assert sorted(a) == sorted(b), what
+        for k in a:
+            if isinstance(a[k], float) and isinstance(b[k], float):
+                # Cross-process all-reduces (gloo) may sum in another order than in-process ones: 1 ulp at most.
+                assert b[k] == pytest.approx(a[k], rel=1e-6, abs=1e-9), f"{what}: step {ra['step']} {k}"
+            else:
+                assert a[k] == b[k], f"{what}: step {ra['step']} {k}"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The three layouts, run side by side -> {layout: (run_dir, Job, wall seconds)}."""
+    base = tmp_path_factory.mktemp("multiprocess")
+    shared = base / "shared"
+    jobs = {name: Job(base / name, p, d, shared) for name, (p, d) in LAYOUTS.items()}
+    return {name: (job.run_dir, job, job.finish()) for name, job in jobs.items()}
+
+
+def test_layouts_log_the_same_metrics_and_end_with_bit_identical_state(runs):
+    ref_dir = runs["1x4"][0]
+    ref_step, ref_state = _final_state(ref_dir)
+    assert ref_step == 2 and len(ref_state) > 10
+    for name in ("2x2", "4x1"):
+        run_dir = runs[name][0]
+        _assert_same_metrics(_rows(ref_dir), _rows(run_dir), f"{name} vs 1x4 metrics")
+        step, state = _final_state(run_dir)
+        assert step == ref_step
+        _assert_bit_identical(ref_state, state, f"{name} vs 1x4 final state")
+        for tag in ("before", "step2"):
+            assert (run_dir / f"eval_{tag}.json").read_text() == (ref_dir / f"eval_{tag}.json").read_text(), tag
+    assert np.isfinite(_rows(ref_dir)[-1]["loss"]) and "progress_mean" in _rows(ref_dir)[-1]
+
+
+def test_only_process_zero_logs_and_writes(runs):
+    run_dir, job, _ = runs["4x1"]
+    assert "run dir:" in job.log(0) and "train: 100%" in job.log(0)
+    for i in (1, 2, 3):
+        out = job.log(i)
+        assert "run dir:" not in out and "train:" not in out and " INFO mrt_math" not in out, out[-2000:]
+    for name in ("config.json", "metrics.jsonl", "report.md", "result.json", "eval_before.json", "tb"):
+        assert (run_dir / name).exists(), name
+    assert not [n for n in os.listdir(run_dir) if ".tmp" in n]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["config"]["num_processes"] == 4 and result["steps_done"] == 2
+
+
+def test_two_process_run_resumes_from_its_checkpoint(runs, tmp_path):
+    """Step 2's checkpoint removed (as if killed after step 1's save): the resumed run ends bit-identical."""
+    source, _, _ = runs["2x2"]
+    run_dir = tmp_path / "resumed"
+    shutil.copytree(source, run_dir)
+    shutil.rmtree(run_dir / "checkpoints" / "2")
+    job = Job(run_dir, 2, 2, runs["1x4"][0].parent / "shared")
+    job.finish()
+    assert "resumed from step 1" in job.log(0) and "resumed from step" not in job.log(1)
+    _assert_same_metrics(_rows(source), _rows(run_dir), "resumed vs uninterrupted")
+    _assert_bit_identical(_final_state(source)[1], _final_state(run_dir)[1], "resumed vs uninterrupted state")
+
+
+def test_multiprocess_flag_mistakes_are_one_line_errors(capsys):
+    from experiments.config import parse_args
+
+    cases = {("--num_processes=2",): "needs --coordinator=HOST:PORT",
+             ("--coordinator=127.0.0.1:1", "--num_processes=2", "--process_id=2"): "must be in [0, --num_processes=2)",
+             ("--coordinator=localhost", "--num_processes=2"): "must be HOST:PORT",
+             ("--coordinator=h:1", "--num_processes=3", "--prompts_per_step=8"): "multiple of --num_processes=3"}
+    for argv, message in cases.items():
+        with pytest.raises(SystemExit) as e:
+            parse_args(list(argv))
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
+    cfg = parse_args(["--coordinator=10.0.0.2:8476", "--num_processes=4", "--process_id=3"])
+    assert (cfg.coordinator, cfg.num_processes, cfg.process_id) == ("10.0.0.2:8476", 4, 3)
