@@ -20,12 +20,9 @@ import json
 import os
 import sys
 
+from experiments.config import OneLineErrorParser
 from experiments.eval_report import write_report_for
 
-
-class _OneLineErrorParser(argparse.ArgumentParser):
-    def error(self, message: str):  # user mistakes: one line on stderr, exit code 2, no usage dump
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _numbers(name: str, cast):
@@ -41,7 +38,7 @@ def _numbers(name: str, cast):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _OneLineErrorParser(prog="python -m experiments.analyze_traces", description=__doc__.split("\n")[0])
+    p = OneLineErrorParser(prog="python -m experiments.analyze_traces", description=__doc__.split("\n")[0])
     p.add_argument("traces", help="JSONL file of J-curves and/or forced-answer records")
     p.add_argument("--out", required=True, help="output dir")
     p.add_argument("--budgets", type=_numbers("budgets", int), help="token grid (default: every recorded point)")

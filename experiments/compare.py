@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from experiments.config import OneLineErrorParser
 from experiments.reporting import comparison as K
 from experiments.reporting.document import Block, Heading, Image, Paragraph, Table, write_document
 from experiments.reporting.figures import Entry, write_eval_charts, write_training_chart
@@ -24,10 +25,6 @@ from experiments.reporting.stats import fmt, fmt_stat
 
 PROG = "python -m experiments.compare"
 
-
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):  # a user mistake: one line, exit code 2, no usage dump
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _targets(text: str) -> list[float]:
@@ -41,7 +38,7 @@ def _targets(text: str) -> list[float]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = _OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
+    p = OneLineErrorParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run, eval or analysis dirs")
     p.add_argument("--out", required=True, help="output dir (created)")
     p.add_argument("--labels", help="comma-separated, one per RUN_DIR; equal labels are aggregated (seeds)")

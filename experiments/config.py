@@ -156,8 +156,10 @@ def _flag_type(tp):
     return tp
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
-    def error(self, message: str):  # user mistakes: one line on stderr, exit code 2, no usage dump
+class OneLineErrorParser(argparse.ArgumentParser):
+    """The parser of every command line here: a user mistake is one line on stderr, exit code 2, no usage dump."""
+
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -165,7 +167,7 @@ def parse_args(argv: list[str] | None = None) -> ExperimentConfig:
     """Preset first, then flags. Raises SystemExit(2) with a one-line message for bad values."""
     hints = typing.get_type_hints(ExperimentConfig)
     defaults = ExperimentConfig()
-    parser = _OneLineErrorParser(
+    parser = OneLineErrorParser(
         prog="python -m experiments.mrt_math",
         description="Train a policy with MRT (or GRPO / MRT-STaR) and report accuracy vs token budget and regret.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from experiments.config import _OneLineErrorParser, parse_args
+from experiments.config import OneLineErrorParser, parse_args
 
 PROG = "python -m experiments.disaggregated"
 DEFAULT_WAIT_TIMEOUT = 900.0
@@ -33,7 +33,7 @@ def _usage_error(message: str) -> int:
 
 def _split_args(argv: list[str]) -> tuple[float, list[str]]:
     """Take ``--wait_timeout`` off the command line; the rest are the job's flags."""
-    pre = _OneLineErrorParser(prog=PROG, add_help=False)
+    pre = OneLineErrorParser(prog=PROG, add_help=False)
     pre.add_argument("--wait_timeout", type=float, default=DEFAULT_WAIT_TIMEOUT)
     known, rest = pre.parse_known_args(argv)
     if not known.wait_timeout > 0:

@@ -21,15 +21,12 @@ import os
 import sys
 import time
 
+from experiments.config import OneLineErrorParser
 from experiments.eval_inputs import UserError, check_prompt_lengths, check_run_dir, load_problems, run_config
 from experiments.eval_report import write_report_for
 
 log = logging.getLogger("evaluate")
 
-
-class _OneLineErrorParser(argparse.ArgumentParser):
-    def error(self, message: str):  # user mistakes: one line on stderr, exit code 2, no usage dump
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _int_list(name: str):
@@ -57,7 +54,7 @@ def _positive(name: str):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _OneLineErrorParser(prog="python -m experiments.evaluate", description=__doc__.split("\n")[0],
+    p = OneLineErrorParser(prog="python -m experiments.evaluate", description=__doc__.split("\n")[0],
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run_dir", help="a training run: its newest checkpoint, model, task and format")

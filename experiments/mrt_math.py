@@ -123,17 +123,15 @@ def run(cfg: ExperimentConfig) -> dict:
     from flax import nnx
 
     from experiments import rollout as rollout_lib
-    from experiments.job_parts import held_out_eval
+    from experiments.job_parts import (build_job, copy_into_sampler, is_eval_step, load_into_sampler, make_evaluate,
+                                       rollout_seed)
     from experiments.report import write_report
-    from experiments.setup_model import build
     from mrt_jax.checkpointing import Checkpointer, PreemptionGuard
     from mrt_jax.data import PipelineConfig, prompt_iterator
     from mrt_jax.distributed import allgather_rows, is_main_process, local_mesh_of, local_replica, process_share
     from mrt_jax.learner import create_train_state, make_train_step
     from mrt_jax.metrics import MetricsLogger, StepTimer
     from mrt_jax.sampling import Sampler
-    from mrt_jax.weight_sync import reshard
-    from mrt_jax.sampling.episodes import EpisodeRules, char_to_token, text_boundaries
 
     t_start = time.time()
     if cfg.compile_only:
@@ -157,12 +155,10 @@ def run(cfg: ExperimentConfig) -> dict:
     # (deterministic: the same weights everywhere), and the learner takes the weights from the host below.
     local_build = jax.process_count() > 1 and cfg.model == "demo" and cfg.sft_steps > 0
     try:
-        model, tokenizer, fmt, info = build(cfg, None if local_build else mesh)
+        parts = build_job(cfg, None if local_build else mesh)
     except FileNotFoundError as e:
         raise UserError(str(e)) from e
-    task, train_records = _problem_source(cfg, "train", 4096)
-    _, eval_records = _problem_source(cfg, "eval", cfg.eval_problems)
-    verify = task.verify
+    model, tokenizer, info = parts.model, parts.tokenizer, parts.info
 
     lcfg = _learner_config(cfg)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
@@ -172,40 +168,17 @@ def run(cfg: ExperimentConfig) -> dict:
     ref_params = jax.tree.map(lambda x: x.copy(), state.params) if cfg.kl_coef > 0 else None
     train_step = make_train_step(lcfg, model.cfg, mesh)
 
-    longest = max(len(tokenizer.encode(fmt.build_prompt(r["question"]))) for r in train_records + eval_records)
-    max_prompt = -(-longest // 32) * 32  # every prompt the job will see fits; rounded for stable shapes
-    cache_len = max_prompt + cfg.max_new_tokens + 64 + cfg.meta_max_tokens
     sampler_mesh = local_mesh_of(mesh) if mesh is not None else None  # a full replica on this process's devices
     if sampler_mesh is not None:  # the sampler starts from that replica: it never touches the learner's mesh
         graphdef, replica = nnx.split(model)
         nnx.replace_by_pure_dict(replica, local_replica(state.params, sampler_mesh))
         model = nnx.merge(graphdef, replica)
-    sampler = Sampler(model, tokenizer, mesh=sampler_mesh, max_cache_len=cache_len)
-    suffix = fmt.forced_termination_suffix
-    if cfg.episode_rule == "grid":
-        rules = EpisodeRules.grid_of(cfg.episode_grid)
-    else:
-        rules = EpisodeRules.r1(markers=tuple(fmt.continuation_cues), min_gap=1)
-
-    def boundaries(tokens: list[int]) -> list[int]:
-        """Episode starts in completion tokens. Marker boundaries are moved before the blank line, so a forced
-        termination reads prefix + suffix exactly as the prompt format lays it out."""
-        if rules.mode == "grid":
-            return list(range(rules.grid, len(tokens), rules.grid))
-        decode = tokenizer.decode
-        chars = [max(0, c - len(rules.separator)) for c in text_boundaries(decode(tokens), rules)]
-        return sorted({b for b in char_to_token(tokens, chars, decode) if 0 < b < len(tokens)})
-
-    settings = rollout_lib.RolloutSettings(
-        algo=cfg.algo, group_size=cfg.group_size, max_prompt_tokens=max_prompt, max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature, top_p=cfg.top_p, truncation=cfg.truncation, alpha=cfg.alpha,
-        meta_samples=cfg.meta_samples, meta_max_tokens=cfg.meta_max_tokens, meta_temperature=cfg.meta_temperature,
-        max_episodes=cfg.max_episodes, forced_suffix=suffix)
+    sampler = Sampler(model, tokenizer, mesh=sampler_mesh, max_cache_len=parts.cache_len)
 
     # Every process reads the same global batches (the records are in memory) and samples its contiguous share:
     # the global row order, the random streams and the iterator state saved in checkpoints then do not depend on
     # the process count, so a run resumes under another process layout.
-    data = prompt_iterator(train_records, PipelineConfig(batch_size=cfg.prompts_per_step, seed=cfg.seed,
+    data = prompt_iterator(parts.train_records, PipelineConfig(batch_size=cfg.prompts_per_step, seed=cfg.seed,
                                                          process_index=0, process_count=1))
     first, last = process_share(cfg.prompts_per_step, "prompts per step")
     ckpt = Checkpointer(os.path.join(cfg.run_dir, "checkpoints"), save_every=cfg.save_every, keep_last=cfg.keep_last)
@@ -216,24 +189,14 @@ def run(cfg: ExperimentConfig) -> dict:
         log.info("resumed from step %d", start)
 
     def sync_weights():
-        # Colocated weight sync, device to device, into the sampler's own buffers and layout (the learner's
-        # buffers are donated to the next train step, so the sampler must never alias them).
-        sampler_state = sampler.state
         if sampler_mesh is None:
-            fresh = reshard(state.params, nnx.to_pure_dict(sampler_state))
-        else:  # all processes take part: an all-gather over the learner's mesh
-            fresh = local_replica(state.params, sampler_mesh)
-        nnx.replace_by_pure_dict(sampler_state, fresh)
-        sampler.update_params(sampler_state)
+            copy_into_sampler(sampler, state.params)
+        else:  # all processes take part: an all-gather over the learner's mesh, into fresh local buffers
+            load_into_sampler(sampler, local_replica(state.params, sampler_mesh))
 
-    def evaluate(tag: str) -> dict:
-        # Every process evaluates all problems on its own replica (no collective inside, identical results);
-        # process 0 writes them.
-        out = held_out_eval(cfg, sampler, tokenizer, fmt, eval_records, verify)
-        if main_process:
-            with open(os.path.join(cfg.run_dir, f"eval_{tag}.json"), "w") as f:
-                json.dump(out, f, indent=1)
-        return out
+    # Every process evaluates all problems on its own replica (no collective inside, identical results);
+    # process 0 writes them.
+    evaluate = make_evaluate(cfg, sampler, parts, write=main_process)
 
     sync_weights()
     before = evaluate("before") if start == 0 else _read_json(os.path.join(cfg.run_dir, "eval_before.json"))
@@ -245,12 +208,11 @@ def run(cfg: ExperimentConfig) -> dict:
         while step < cfg.steps:
             batch_records = next(data)
             step += 1
-            seed = cfg.seed * 1_000_003 + step
             with timer("sample"):
-                questions = list(batch_records["question"])[first:last]
-                ro = rollout_lib.collect(sampler, tokenizer, [fmt.build_prompt(q) for q in questions],
-                                         list(batch_records["answer"])[first:last], verify, boundaries, settings,
-                                         seed, first_prompt=first, gather=allgather_rows)
+                prompts, golds = parts.prompts_of(batch_records)
+                ro = rollout_lib.collect(sampler, tokenizer, prompts[first:last], golds[first:last], parts.verify,
+                                         parts.boundaries, parts.settings, rollout_seed(cfg, step),
+                                         first_prompt=first, gather=allgather_rows)
             with timer("learn") as sec:
                 batch = _global_batch(ro.batch, mesh)
                 if cfg.kl_coef > 0:
@@ -262,7 +224,7 @@ def run(cfg: ExperimentConfig) -> dict:
             with timer("sync"):
                 sync_weights()
             metrics = {**ro.metrics, **{k: float(v) for k, v in m.items()}, **timer.pop()}
-            if step % cfg.eval_every == 0 or step == cfg.steps:
+            if is_eval_step(cfg, step):
                 last_eval = evaluate(f"step{step}")
                 metrics.update({f"eval_{k}": v for k, v in last_eval.items() if isinstance(v, float)})
             logger.log(step, metrics)

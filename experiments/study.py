@@ -23,12 +23,10 @@ import subprocess
 import sys
 import time
 
+from experiments.config import OneLineErrorParser
+
 log = logging.getLogger("study")
 
-
-class _OneLineErrorParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _int_list(text: str) -> list[int]:
@@ -42,7 +40,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    p = _OneLineErrorParser(prog="python -m experiments.study", description=__doc__.split("\n")[0],
+    p = OneLineErrorParser(prog="python -m experiments.study", description=__doc__.split("\n")[0],
                             allow_abbrev=False,  # --seed must not pass for --seeds: the study sets each run's seed
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="runs/study", help="study dir: one run dir per (algo, seed), compare/, STUDY.md")
