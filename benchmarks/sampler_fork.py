@@ -36,7 +36,7 @@ def main(argv=None) -> dict:
     from mrt_jax.sampling.termination import termination_suffix
 
     model, tok = load_pretrained(smollm2_gguf_path(), dtype="float32")
-    sampler = Sampler(model, tok, max_cache_len=1024)
+    sampler = Sampler(model, tok, max_cache_len=1024, share_prefix=0)  # "fork": one prefix per source row
     prompt = tok.encode(tok.apply_chat_template(
         [{"role": "user", "content": "Think step by step: how many primes are there below 100?"}]))
     src = sampler.generate([prompt], max_new_tokens=trace_len, temperature=0.6, top_p=0.95, ignore_eos=True,
@@ -48,13 +48,18 @@ def main(argv=None) -> dict:
     def fork():
         return sampler.fork(src, [Branch(0, b, suffix, K) for b in bounds], **kw)
 
+    copying = Sampler(model, tok, max_cache_len=1024, share_prefix=None)
+
+    def fork_copied():  # each branch row with its own copy of the prefix cache (the pre-sharing path)
+        return copying.fork(src, [Branch(0, b, suffix, K) for b in bounds], **kw)
+
     scratch_prompts = [prompt + src.tokens[0][:b] + suffix for b in bounds for _ in range(K)]
 
     def scratch():
         return sampler.generate(scratch_prompts, **kw)
 
     times = {}
-    for name, fn in (("fork", fork), ("scratch", scratch)):
+    for name, fn in (("fork", fork), ("fork_copied", fork_copied), ("scratch", scratch)):
         t0 = time.perf_counter()
         out = fn()
         first = time.perf_counter() - t0
@@ -64,16 +69,19 @@ def main(argv=None) -> dict:
             out = fn()
             reps.append(time.perf_counter() - t0)
         times[name] = (statistics.median(reps), first, out)
-    same = times["fork"][2].prompt_tokens == times["scratch"][2].prompt_tokens
+    same = times["fork"][2].prompt_tokens == times["scratch"][2].prompt_tokens == times["fork_copied"][2].prompt_tokens
     res = {
         "benchmark": "sampler_fork", "model": "SmolLM2-135M-Instruct fp32", "trace_tokens": trace_len,
         "boundaries": bounds, "K": K, "answer_tokens": ans, "prefix_tokens_max": len(scratch_prompts[-1]),
-        "fork_s": times["fork"][0], "scratch_s": times["scratch"][0], "fork_first_call_s": times["fork"][1],
+        "fork_s": times["fork"][0], "fork_copied_s": times["fork_copied"][0], "scratch_s": times["scratch"][0],
+        "fork_first_call_s": times["fork"][1], "fork_copied_first_call_s": times["fork_copied"][1],
         "scratch_first_call_s": times["scratch"][1], "same_prefixes": same,
     }
     res["fork_cheaper_x"] = res["scratch_s"] / res["fork_s"]
+    res["fork_copied_cheaper_x"] = res["scratch_s"] / res["fork_copied_s"]
+    res["same_tokens_shared_vs_copied"] = times["fork"][2].tokens == times["fork_copied"][2].tokens
     print(f"{'side':<10}{'timed s':>10}{'first call s':>14}")
-    for name in ("fork", "scratch"):
+    for name in ("fork", "fork_copied", "scratch"):
         print(f"{name:<10}{times[name][0]:>10.2f}{times[name][1]:>14.2f}")
     print(f"{4 * K} answers of {ans} tokens after prefixes up to {res['prefix_tokens_max']} tokens: "
           f"fork is {res['fork_cheaper_x']:.2f}x cheaper")

@@ -156,6 +156,24 @@ def _flag_type(tp):
     return tp
 
 
+def int_list_flag(name: str, minimum: int = 1):
+    """An argparse ``type`` for ``--name=3,1,2``: a non-empty comma list of integers >= ``minimum``, returned
+    sorted without repeats."""
+
+    def parse(text: str) -> list[int]:
+        kind = "positive integers" if minimum == 1 else f"integers >= {minimum}"
+        problem = f"--{name} must be a comma list of {kind}, got {text!r}"
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(problem) from None
+        if not values or min(values) < minimum:
+            raise argparse.ArgumentTypeError(problem)
+        return sorted(set(values))
+
+    return parse
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """The parser of every command line here: a user mistake is one line on stderr, exit code 2, no usage dump."""
 

@@ -20,6 +20,8 @@ import time
 
 from etils import epath
 
+from mrt_jax.checkpointing.manager import absolute_dir
+
 
 @dataclasses.dataclass(frozen=True)
 class RunLayout:
@@ -27,7 +29,7 @@ class RunLayout:
 
     @classmethod
     def of(cls, run_dir: str | os.PathLike) -> "RunLayout":
-        return cls(epath.Path(run_dir))
+        return cls(absolute_dir(run_dir))
 
     @property
     def weights(self) -> epath.Path:

@@ -114,9 +114,9 @@ def run_learner(cfg, wait_timeout: float) -> dict:
     import jax
     from flax import nnx
 
-    from experiments.job_parts import build_job, copy_into_sampler, is_eval_step, learn, make_evaluate
-    from experiments.mrt_math import _learner_config, _mesh, _prepare_run_dir, _print_result, _read_json
-    from experiments.report import write_report
+    from experiments.job_parts import (build_job, copy_into_sampler, end_step, finish_run, learn, make_evaluate,
+                                       read_eval)
+    from experiments.mrt_math import _learner_config, _mesh, _prepare_run_dir
     from mrt_jax.checkpointing import Checkpointer, PreemptionGuard
     from mrt_jax.checkpointing.manager import commit_problem
     from mrt_jax.learner import create_train_state, make_train_step
@@ -149,9 +149,13 @@ def run_learner(cfg, wait_timeout: float) -> dict:
         publisher.publish(start, state.params)
         publisher.wait()
     eval_sampler = Sampler(parts.model, parts.tokenizer, mesh=mesh, max_cache_len=parts.cache_len)
-    evaluate = make_evaluate(cfg, eval_sampler, parts)
-    copy_into_sampler(eval_sampler, state.params)
-    before = evaluate("before") if start == 0 else _read_json(os.path.join(cfg.run_dir, "eval_before.json"))
+    evaluate_sampler = make_evaluate(cfg, eval_sampler, parts)
+
+    def evaluate(tag: str) -> dict:  # with the learner's newest weights (``state`` is read when called)
+        copy_into_sampler(eval_sampler, state.params)
+        return evaluate_sampler(tag)
+
+    before = evaluate("before") if start == 0 else read_eval(cfg, "before")
 
     n_rows = cfg.prompts_per_step * cfg.group_size
     source = BatchSource(layout, (n_rows, parts.max_prompt + cfg.max_new_tokens), cfg.max_staleness, wait_timeout)
@@ -181,32 +185,15 @@ def run_learner(cfg, wait_timeout: float) -> dict:
                 metrics = {**info.metrics, **{k: float(v) for k, v in m.items()},
                            **staleness_metrics(lag, dropped_lags, source),
                            "sampled_step": float(info.sampled_step), "sampler_id": float(info.sampler_id)}
-                if is_eval_step(cfg, step):
-                    with timer("eval"):
-                        copy_into_sampler(eval_sampler, state.params)
-                        last_eval = evaluate(f"step{step}")
-                    metrics.update({f"eval_{k}": v for k, v in last_eval.items() if isinstance(v, float)})
-                metrics.update(timer.pop())
-                logger.log(step, metrics)
-                ckpt.maybe_save(step, state, {"step": step},
-                                metrics={"eval_accuracy": last_eval.get("accuracy", 0.0)},
-                                force=guard.should_stop() or step == cfg.steps)
-                if guard.should_stop():
-                    ckpt.wait()
-                    log.warning("stop requested: saved step %d, exiting", step)
+                last_eval, stop = end_step(cfg, step, state, metrics, evaluate=evaluate, last_eval=last_eval,
+                                           timer=timer, logger=logger, ckpt=ckpt, items={"step": step}, guard=guard)
+                if stop:
                     break
     finally:
         publisher.close()
         ckpt.wait()
         ckpt.close()
         mark_done(layout, step, cfg.steps)  # also on failure: samplers stop instead of waiting for a timeout
-    summary = logger.close()
-    if not last_eval:
-        copy_into_sampler(eval_sampler, state.params)
-        last_eval = evaluate("after")
-    result = dict(config=cfg.to_dict(), info=parts.info, before=before, after=last_eval, summary=summary,
-                  steps_done=step, wall_seconds=round(time.time() - t_start, 1),
-                  dropped_stale=source.dropped_stale_total, dropped_invalid=source.dropped_invalid_total)
-    write_report(cfg.run_dir, result)
-    _print_result(result)
-    return result
+    return finish_run(cfg, logger=logger, before=before, last_eval=last_eval, evaluate=evaluate, info=parts.info,
+                      steps_done=step, t_start=t_start, dropped_stale=source.dropped_stale_total,
+                      dropped_invalid=source.dropped_invalid_total)

@@ -21,24 +21,12 @@ import os
 import sys
 import time
 
-from experiments.config import OneLineErrorParser
+from experiments.config import OneLineErrorParser, int_list_flag
 from experiments.eval_inputs import UserError, check_prompt_lengths, check_run_dir, load_problems, run_config
 from experiments.eval_report import write_report_for
 
 log = logging.getLogger("evaluate")
 
-
-
-def _int_list(name: str):
-    def parse(text: str) -> list[int]:
-        try:
-            values = [int(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"--{name} must be a comma list of positive integers, got {text!r}")
-        if not values or any(v < 1 for v in values):
-            raise argparse.ArgumentTypeError(f"--{name} must be a comma list of positive integers, got {text!r}")
-        return sorted(set(values))
-    return parse
 
 
 def _positive(name: str):
@@ -71,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--k_temperature", type=float, help="of the forced answers (default: 0 for k=1, else 0.6)")
     p.add_argument("--budgets", default="auto", help="comma list of token budgets, or 'auto' (6 evenly spaced)")
     p.add_argument("--max_tokens", type=_positive("max_tokens"), help="trace budget (default: the run's, else 96)")
-    p.add_argument("--extrapolate", type=_int_list("extrapolate"), default=[],
+    p.add_argument("--extrapolate", type=int_list_flag("extrapolate"), default=[],
                    help="budgets beyond --max_tokens reached by budget forcing ('Wait' extensions)")
     p.add_argument("--max_extensions", type=int, default=4, help="budget-forcing extensions per trace")
     p.add_argument("--answer_tokens", type=_positive("answer_tokens"), help="forced-answer length (default: run's"
@@ -86,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.budgets != "auto":
         try:
-            args.budgets = _int_list("budgets")(args.budgets)
+            args.budgets = int_list_flag("budgets")(args.budgets)
         except argparse.ArgumentTypeError as e:
             p.error(str(e))
     if args.out is None and args.run_dir is None:

@@ -3,16 +3,21 @@
 
 ``build_job`` turns a config into the model, tokenizer, problems and rollout settings; ``rollout_seed`` is the
 seed of one rollout batch; ``copy_into_sampler`` is the colocated weight sync; ``make_evaluate`` the periodic
-evaluation; ``learn`` one learner update on a rollout batch.
+evaluation; ``learn`` one learner update on a rollout batch; ``end_step`` and ``finish_run`` the end of every
+step (evaluate, log, checkpoint, stop on request) and of the run (final evaluation, summary, report).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger("mrt_math")
 
 
 @dataclasses.dataclass
@@ -165,3 +170,56 @@ def learn(cfg, lcfg, train_step, state, batch_np: dict, ref_params, mesh=None) -
 
         batch = reference_logprobs(lcfg, state.graphdef, ref_params, batch)
     return train_step(state, batch)
+
+
+def end_step(cfg, step: int, state, metrics: dict, *, evaluate: Callable[[str], dict], last_eval: dict, timer, logger,
+             ckpt, items: dict, guard) -> tuple[dict, bool]:
+    """The end of training step ``step``: evaluate when due (timed as ``eval``), log the metrics with the step's
+    timings, save a checkpoint (forced on the last step and when a stop was requested) -> (the latest evaluation,
+    whether to stop). ``guard.should_stop`` is polled once: in a multi-process run it is a collective."""
+    if is_eval_step(cfg, step):
+        with timer("eval"):
+            last_eval = evaluate(f"step{step}")
+        metrics.update({f"eval_{k}": v for k, v in last_eval.items() if isinstance(v, float)})
+    logger.log(step, {**metrics, **timer.pop()})
+    stop = guard.should_stop()
+    ckpt.maybe_save(step, state, items, metrics={"eval_accuracy": last_eval.get("accuracy", 0.0)},
+                    force=stop or step == cfg.steps)
+    if stop:
+        ckpt.wait()
+        log.warning("stop requested: saved step %d, exiting", step)
+    return last_eval, stop
+
+
+def finish_run(cfg, *, logger, before: dict, last_eval: dict, evaluate: Callable[[str], dict], info: dict,
+               steps_done: int, t_start: float, write: bool = True, **extra) -> dict:
+    """Close the metrics log, evaluate "after" unless the last step did, and (``write``) store result.json and the
+    report in the run dir and print the before/after table. Returns the result."""
+    from experiments.report import write_report
+
+    summary = logger.close()
+    after = last_eval or evaluate("after")
+    result = dict(config=cfg.to_dict(), info=info, before=before, after=after, summary=summary,
+                  steps_done=steps_done, wall_seconds=round(time.time() - t_start, 1), **extra)
+    if write:
+        write_report(cfg.run_dir, result)
+        print_result(result)
+    return result
+
+
+def read_eval(cfg, tag: str) -> dict:
+    """A stored evaluation (``run_dir/eval_<tag>.json``), or {} when there is none."""
+    try:
+        with open(os.path.join(cfg.run_dir, f"eval_{tag}.json")) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+
+def print_result(result: dict) -> None:
+    b, a = result["before"], result["after"]
+    print(f"\n{'':24s}{'before':>10s}{'after':>10s}")
+    for key in ("accuracy", "regret", "mean_length"):
+        if key in b and key in a:
+            print(f"{key:24s}{b[key]:10.3f}{a[key]:10.3f}")
+    print(f"run dir: {result['config']['run_dir']}  ({result['wall_seconds']} s)")

@@ -2,7 +2,7 @@
 
 One step: prompts -> rollouts -> episode boundaries -> meta-prover forks (MRT) -> rewards -> advantages -> learner
 update -> weight sync to the sampler -> metrics -> periodic evaluation -> checkpoint. With no flags it runs the
-embedded default (a small warm-started model on the countdown task, offline, a few minutes on a laptop CPU).
+embedded default (a small model warm-started on one-operation arithmetic, offline, minutes on a laptop CPU).
 
 Several processes (``--coordinator/--num_processes/--process_id`` on CPU/GPU hosts, automatic on TPU VMs): the
 learner shards over all devices of all processes; each process samples its contiguous share of every step's
@@ -123,9 +123,8 @@ def run(cfg: ExperimentConfig) -> dict:
     from flax import nnx
 
     from experiments import rollout as rollout_lib
-    from experiments.job_parts import (build_job, copy_into_sampler, is_eval_step, load_into_sampler, make_evaluate,
-                                       rollout_seed)
-    from experiments.report import write_report
+    from experiments.job_parts import (build_job, copy_into_sampler, end_step, finish_run, load_into_sampler,
+                                       make_evaluate, read_eval, rollout_seed)
     from mrt_jax.checkpointing import Checkpointer, PreemptionGuard
     from mrt_jax.data import PipelineConfig, prompt_iterator
     from mrt_jax.distributed import allgather_rows, is_main_process, local_mesh_of, local_replica, process_share
@@ -199,10 +198,10 @@ def run(cfg: ExperimentConfig) -> dict:
     evaluate = make_evaluate(cfg, sampler, parts, write=main_process)
 
     sync_weights()
-    before = evaluate("before") if start == 0 else _read_json(os.path.join(cfg.run_dir, "eval_before.json"))
+    before = evaluate("before") if start == 0 else read_eval(cfg, "before")
     logger = MetricsLogger(cfg.run_dir, cfg.steps, start_step=start)
     timer = StepTimer()
-    last_eval = {}
+    last_eval: dict = {}
     with PreemptionGuard() as guard:
         step = start
         while step < cfg.steps:
@@ -223,45 +222,15 @@ def run(cfg: ExperimentConfig) -> dict:
                 sec.block(m)
             with timer("sync"):
                 sync_weights()
-            metrics = {**ro.metrics, **{k: float(v) for k, v in m.items()}, **timer.pop()}
-            if is_eval_step(cfg, step):
-                last_eval = evaluate(f"step{step}")
-                metrics.update({f"eval_{k}": v for k, v in last_eval.items() if isinstance(v, float)})
-            logger.log(step, metrics)
-            ckpt.maybe_save(step, state, {"data": data.get_state(), "step": step},
-                            metrics={"eval_accuracy": last_eval.get("accuracy", 0.0)},
-                            force=guard.should_stop() or step == cfg.steps)
-            if guard.should_stop():
-                ckpt.wait()
-                log.warning("stop requested: saved step %d, exiting", step)
+            last_eval, stop = end_step(cfg, step, state, {**ro.metrics, **{k: float(v) for k, v in m.items()}},
+                                       evaluate=evaluate, last_eval=last_eval, timer=timer, logger=logger, ckpt=ckpt,
+                                       items={"data": data.get_state(), "step": step}, guard=guard)
+            if stop:
                 break
     ckpt.wait()
     ckpt.close()
-    summary = logger.close()
-    after = last_eval or evaluate("after")
-    result = dict(config=cfg.to_dict(), info=info, before=before, after=after, summary=summary,
-                  steps_done=step, wall_seconds=round(time.time() - t_start, 1))
-    if main_process:
-        write_report(cfg.run_dir, result)
-        _print_result(result)
-    return result
-
-
-def _read_json(path: str) -> dict:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return {}
-
-
-def _print_result(result: dict) -> None:
-    b, a = result["before"], result["after"]
-    print(f"\n{'':24s}{'before':>10s}{'after':>10s}")
-    for key in ("accuracy", "regret", "mean_length"):
-        if key in b and key in a:
-            print(f"{key:24s}{b[key]:10.3f}{a[key]:10.3f}")
-    print(f"run dir: {result['config']['run_dir']}  ({result['wall_seconds']} s)")
+    return finish_run(cfg, logger=logger, before=before, last_eval=last_eval, evaluate=evaluate, info=info,
+                      steps_done=step, t_start=t_start, write=main_process)
 
 
 def main(argv: list[str] | None = None) -> int:

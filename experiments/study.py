@@ -23,20 +23,10 @@ import subprocess
 import sys
 import time
 
-from experiments.config import OneLineErrorParser
+from experiments.config import OneLineErrorParser, int_list_flag
 
 log = logging.getLogger("study")
 
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma list of integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected a comma list of integers, got {text!r}")
-    return values
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -44,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
                             allow_abbrev=False,  # --seed must not pass for --seeds: the study sets each run's seed
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="runs/study", help="study dir: one run dir per (algo, seed), compare/, STUDY.md")
-    p.add_argument("--seeds", type=_int_list, default=[0, 1, 2])
+    p.add_argument("--seeds", type=int_list_flag("seeds", minimum=0), default=[0, 1, 2])
     p.add_argument("--algos", default="grpo,mrt", help="comma list of --algo values")
     p.add_argument("--equal_compute", action=argparse.BooleanOptionalAction, default=True,
                    help="also train GRPO for as many sampled tokens as MRT used (label grpo_eqtok)")

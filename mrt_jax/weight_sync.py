@@ -25,7 +25,7 @@ from etils import epath
 from jax.sharding import Mesh, Sharding
 
 from mrt_jax.checkpointing import tree as tree_lib
-from mrt_jax.checkpointing.manager import commit_problem, list_step_dirs
+from mrt_jax.checkpointing.manager import absolute_dir, commit_problem, list_step_dirs
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class WeightPublisher:
     def __init__(self, publish_dir: str | epath.PathLike, *, keep: int = 3, async_save: bool = True):
         if keep < 1:
             raise ValueError(f"WeightPublisher keep must be >= 1, got {keep}")
-        self.directory = epath.Path(publish_dir)
+        self.directory = absolute_dir(publish_dir)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, enable_async_checkpointing=async_save, cleanup_tmp_directories=True, create=True
         )
@@ -140,7 +140,7 @@ class WeightSubscriber:
     ``self.step`` (the step the sampler's weights come from; record it with every rollout), else None."""
 
     def __init__(self, publish_dir: str | epath.PathLike, *, mesh: Mesh | None = None):
-        self.directory = epath.Path(publish_dir)
+        self.directory = absolute_dir(publish_dir)
         self.mesh = mesh
         self.step: int | None = None
         self._mngr: ocp.CheckpointManager | None = None  # opened once the publish dir exists

@@ -71,6 +71,20 @@ def test_round_trip_typed_key_json_items_and_cadence(tmp_path, fingerprints):
     again.close()
 
 
+def test_relative_directory_is_taken_from_the_working_dir(tmp_path, monkeypatch):
+    # Orbax refuses relative paths; users pass them (--run_dir=runs/x), so the Checkpointer makes them absolute.
+    monkeypatch.chdir(tmp_path)
+    ckpt = Checkpointer("runs/x/checkpoints", save_every=1)
+    assert ckpt.maybe_save(1, _state(1))
+    ckpt.close()
+    monkeypatch.chdir("/")
+    again = Checkpointer(tmp_path / "runs" / "x" / "checkpoints", save_every=1)
+    state, _, step = again.restore(_abstract(_state(0)))
+    assert step == 1
+    _assert_same(state, _state(1))
+    again.close()
+
+
 def test_restore_onto_another_mesh_from_abstract_mesh(tmp_path):
     mesh_a = make_mesh(1, 4, 2)
     ckpt = Checkpointer(tmp_path / "ck", save_every=1)

@@ -69,16 +69,18 @@ def test_same_seed_same_parameters(uninterrupted, tmp_path):
 
 def test_sigkill_then_resume_is_bit_identical(uninterrupted, tmp_path):
     run_dir = tmp_path / "killed"
-    proc = _job(run_dir)
+    # Evaluating every step leaves the parameters alone (eval_every may change on resume) and makes the remaining
+    # steps take seconds, so on a fast idle machine the job is still running when the kill comes.
+    proc = _job(run_dir, "--eval_every=1")
     deadline = time.time() + 900
     while time.time() < deadline and proc.poll() is None:
-        committed = (run_dir / "checkpoints" / "1" / "_CHECKPOINT_METADATA").exists()
-        if committed and len(_steps(run_dir)) >= 2:  # killed after a complete checkpoint, mid-run
+        if (run_dir / "checkpoints" / "1" / "_CHECKPOINT_METADATA").exists():  # a complete checkpoint, mid-run
             break
-        time.sleep(0.2)
+        time.sleep(0.02)
     assert proc.poll() is None, "the job ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert len(_steps(run_dir)) < 4, "killed after the last step: nothing left to resume"
     code, out = _finish(_job(run_dir))
     assert code == 0, out[-3000:]
     assert "resumed from step" in out

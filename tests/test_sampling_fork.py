@@ -8,9 +8,9 @@ from mrt_jax.sampling.toy import ToyTokenizer
 from tests.test_sampling_generate import PROMPTS, lively_model
 
 
-@pytest.fixture(scope="module")
-def sampler():
-    return Sampler(lively_model(), ToyTokenizer(512), eos_ids=[], max_cache_len=96)
+@pytest.fixture(scope="module", params=[0, None], ids=["shared_prefix", "copied_prefix"])
+def sampler(request):
+    return Sampler(lively_model(), ToyTokenizer(512), eos_ids=[], max_cache_len=96, share_prefix=request.param)
 
 
 def test_fork_equals_from_scratch(sampler):
@@ -54,3 +54,24 @@ def test_bad_branches(sampler):
         sampler.fork(src, [Branch(3, 0)], max_new_tokens=2)
     with pytest.raises(ValueError, match="n must be"):
         sampler.fork(src, [Branch(0, 0, n=0)], max_new_tokens=2)
+
+
+def test_shared_prefix_fork_equals_copied_prefix_fork(monkeypatch):
+    # A sharing fork keeps each source row's prefix once for all its branches; the copying path (one prefix copy
+    # per branch) is the reference. Same seed: the same tokens, the same logprobs, rows in branch order.
+    sharing = Sampler(lively_model(), ToyTokenizer(512), eos_ids=[], max_cache_len=96, share_prefix=0)
+    copying = Sampler(lively_model(), ToyTokenizer(512), eos_ids=[], max_cache_len=96, share_prefix=None)
+    calls = []
+    real = Sampler._fork_shared
+    monkeypatch.setattr(Sampler, "_fork_shared", lambda self, *a: calls.append(self) or real(self, *a))
+    src = sharing.generate(PROMPTS, max_new_tokens=10, temperature=1.0, seed=3, keep_cache=True)
+    branches = [Branch(1, 4, [30], n=3), Branch(0, 10, [31, 32], n=2), Branch(1, 0, n=1), Branch(2, 7, "ab", n=3)]
+    for temperature in (0.0, 1.0):
+        shared = sharing.fork(src, branches, max_new_tokens=6, temperature=temperature, seed=5)
+        copied = copying.fork(src, branches, max_new_tokens=6, temperature=temperature, seed=5)
+        assert shared.prompt_tokens == copied.prompt_tokens
+        assert shared.tokens == copied.tokens
+        for a, b in zip(shared.logprobs, copied.logprobs):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    assert len({tuple(t) for t in shared.tokens}) > 1
+    assert calls == [sharing, sharing]  # the sharing path ran (and only for the sharing sampler)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import operator
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +37,13 @@ log = logging.getLogger(__name__)
 
 class CheckpointError(RuntimeError):
     """A checkpoint step is incomplete or corrupt (message names the step and the problem)."""
+
+
+def absolute_dir(path: str | os.PathLike) -> epath.Path:
+    """``path`` as an absolute path (Orbax refuses relative ones, e.g. a user's ``--run_dir=runs/x``); bucket
+    paths such as gs://... are kept as they are."""
+    text = os.fspath(path)
+    return epath.Path(text if "://" in text else os.path.abspath(text))
 
 
 def commit_problem(step_dir: epath.Path, items: tuple[str, ...]) -> str | None:
@@ -83,7 +91,7 @@ class Checkpointer:
             raise ValueError(f"Checkpointer keep_last must be a positive int, got {keep_last!r}")
         if best_mode not in ("max", "min"):
             raise ValueError(f"Checkpointer best_mode must be 'max' or 'min', got {best_mode!r}")
-        self.directory = epath.Path(directory)
+        self.directory = absolute_dir(directory)
         self.save_every, self.keep_last = save_every, keep_last
         self.keep_best, self.best_metric, self.best_mode = keep_best, best_metric, best_mode
         self.fingerprints = fingerprints  # one extra read of the state per save (~ms on TPU/GPU, ~0.5 s/256 MiB CPU)

@@ -75,20 +75,43 @@ def layer_cache_zeros(cfg: ModelConfig, batch: int, slots: int, dtype=None) -> t
     return tuple((jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(cfg.num_layers))
 
 
-def _attend(q_bkgte, k_bkse, v_bkse, mask_bts) -> jax.Array:
-    """Grouped-query attention over the cache, softmax in float32. Returns [B, K, G, T, E]."""
+class SharedPrefix(NamedTuple):
+    """A KV-cache prefix that groups of rows read in common (MRT's meta-prover branches of one trace), kept once
+    instead of copied into every row. Rows are laid out group by group: row b belongs to group b // M, where
+    M = B / U. ``valid_bs`` says which prefix slots row b attends (its own branch point)."""
+
+    cache: tuple  # per layer (keys, values) [U, K, P, E]
+    valid_bs: jax.Array  # bool [B, P]
+
+
+def _attend(q_bkgte, k_bkse, v_bkse, mask_bts, prefix_kv=None, prefix_valid_bs=None) -> jax.Array:
+    """Grouped-query attention over the cache (and a shared prefix), softmax in float32. Returns [B, K, G, T, E]."""
     E = q_bkgte.shape[-1]
     scores = jnp.einsum("bkgte,bkse->bkgts", q_bkgte, k_bkse, preferred_element_type=jnp.float32) / np.sqrt(E)
     scores = jnp.where(mask_bts[:, None, None], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v_bkse.dtype)
-    return jnp.einsum("bkgts,bkse->bkgte", probs, v_bkse)
+    if prefix_kv is None:
+        probs = jax.nn.softmax(scores, axis=-1).astype(v_bkse.dtype)
+        return jnp.einsum("bkgts,bkse->bkgte", probs, v_bkse)
+    # One softmax over [prefix slots | own slots]; the prefix is read once per group, not once per row.
+    pk_ukpe, pv_ukpe = prefix_kv
+    B, K, G, T, _ = q_bkgte.shape
+    U, P = pk_ukpe.shape[0], pk_ukpe.shape[2]
+    q_umkgte = q_bkgte.reshape(U, B // U, K, G, T, E)
+    pscores = jnp.einsum("umkgte,ukpe->umkgtp", q_umkgte, pk_ukpe, preferred_element_type=jnp.float32) / np.sqrt(E)
+    pmask = prefix_valid_bs.reshape(U, B // U, 1, 1, 1, P)
+    pscores = jnp.where(pmask, pscores, jnp.finfo(jnp.float32).min).reshape(B, K, G, T, P)
+    probs = jax.nn.softmax(jnp.concatenate([pscores, scores], axis=-1), axis=-1).astype(v_bkse.dtype)
+    pprobs = probs[..., :P].reshape(U, B // U, K, G, T, P)
+    out = jnp.einsum("bkgts,bkse->bkgte", probs[..., P:], v_bkse)
+    return out + jnp.einsum("umkgtp,ukpe->umkgte", pprobs, pv_ukpe).reshape(B, K, G, T, E)
 
 
 def forward_cached(cfg: ModelConfig, w: LayerwiseWeights, tokens_bt, positions_bt, cache: tuple, cache_index,
-                   valid_bs) -> tuple[jax.Array, tuple]:
+                   valid_bs, prefix: SharedPrefix | None = None) -> tuple[jax.Array, tuple]:
     """Write the T tokens at slots ``cache_index .. cache_index+T-1`` of every row and return the final normed
-    hidden states [B, T, D] and the updated cache. A token at slot i attends slots j <= i with ``valid_bs[b, j]``;
-    the same contract as ``Decoder.__call__`` with a cache (``return_hidden=True``)."""
+    hidden states [B, T, D] and the updated cache. A token at slot i attends slots j <= i with ``valid_bs[b, j]``
+    (and, with a ``prefix``, every prefix slot its row's ``prefix.valid_bs`` allows, as if they came first); the
+    same contract as ``Decoder.__call__`` with a cache (``return_hidden=True``)."""
     dt = resolve_dtype(cfg.dtype)
     B, T = tokens_bt.shape
     K, E = cfg.num_kv_heads, cfg.head_dim
@@ -103,7 +126,9 @@ def forward_cached(cfg: ModelConfig, w: LayerwiseWeights, tokens_bt, positions_b
 
     x = jnp.take(w.embed, tokens_bt, axis=0).astype(dt)
     new_cache = []
-    for p, (ck, cv) in zip(w.layers, cache):
+    prefix_valid = None if prefix is None else prefix.valid_bs.astype(bool)
+    for i, (p, (ck, cv)) in enumerate(zip(w.layers, cache)):
+        pkv = None if prefix is None else tuple(x.astype(dt) for x in prefix.cache[i])
         h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
         qkv = jnp.einsum("btd,dkje->btkje", h, p["wqkv"].astype(dt))  # j: G query heads, key, value
         if "bqkv" in p:
@@ -113,7 +138,7 @@ def forward_cached(cfg: ModelConfig, w: LayerwiseWeights, tokens_bt, positions_b
         v = qkv[:, :, :, G + 1]
         ck = jax.lax.dynamic_update_slice(ck, k.transpose(0, 2, 1, 3).astype(ck.dtype), (0, 0, start, 0))
         cv = jax.lax.dynamic_update_slice(cv, v.transpose(0, 2, 1, 3).astype(cv.dtype), (0, 0, start, 0))
-        a = _attend(q.transpose(0, 2, 3, 1, 4), ck.astype(dt), cv.astype(dt), mask_bts)  # [B, K, G, T, E]
+        a = _attend(q.transpose(0, 2, 3, 1, 4), ck.astype(dt), cv.astype(dt), mask_bts, pkv, prefix_valid)
         a = a.transpose(0, 3, 1, 2, 4).reshape(B, T, K * G * E)
         x = x + jnp.einsum("btc,cd->btd", a, p["wo"].astype(dt))
         h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)

@@ -89,15 +89,15 @@ def make_engine(cfg: ModelConfig, *, pad_id: int):
 def _build_engine(cfg: ModelConfig, pad_id: int):
     @functools.partial(jax.jit, static_argnames=("greedy", "use_filter"), donate_argnums=(1, 6))
     def prefill(w: LayerwiseWeights, cache: tuple, block_ba, pos_ba, valid_bs, start, st: DecodeState,
-                params: SamplingParams, stop_ids, *, greedy: bool, use_filter: bool):
+                params: SamplingParams, stop_ids, prefix=None, *, greedy: bool, use_filter: bool):
         """Write the block at slots start..start+A-1 and sample generated token 0 from its last position."""
-        h, cache = forward_cached(cfg, w, block_ba, pos_ba, cache, start, valid_bs)
+        h, cache = forward_cached(cfg, w, block_ba, pos_ba, cache, start, valid_bs, prefix)
         logits_bv = layerwise_logits(cfg, w, h[:, -1:])[:, 0]
         return cache, _record(st, jnp.int32(0), logits_bv, params, stop_ids, pad_id, greedy, use_filter)
 
     @functools.partial(jax.jit, static_argnames=("greedy", "use_filter"), donate_argnums=(1, 2))
     def decode(w: LayerwiseWeights, cache: tuple, st: DecodeState, valid_bs, dec_start, stop_at,
-               params: SamplingParams, stop_ids, *, greedy: bool, use_filter: bool):
+               params: SamplingParams, stop_ids, prefix=None, *, greedy: bool, use_filter: bool):
         """Sample tokens st.step .. stop_at-1 (fewer if every row is done). One while_loop, cache carried in place."""
         def cond(carry):
             _, s = carry
@@ -108,7 +108,7 @@ def _build_engine(cfg: ModelConfig, pad_id: int):
             i = s.step
             prev_b = jax.lax.dynamic_index_in_dim(s.tokens_bn, i - 1, axis=1, keepdims=False)
             h, cache = forward_cached(cfg, w, prev_b[:, None], (s.pos0_b + i - 1)[:, None], cache,
-                                      dec_start + i - 1, valid_bs)
+                                      dec_start + i - 1, valid_bs, prefix)
             logits_bv = layerwise_logits(cfg, w, h)[:, 0]
             return cache, _record(s, i, logits_bv, params, stop_ids, pad_id, greedy, use_filter)
 

@@ -38,6 +38,13 @@ class SampleOutput:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    def select(self, rows: list[int]) -> "SampleOutput":
+        """These rows, in this order (without a kept cache: its slots are per original row)."""
+        pick = lambda xs: [xs[r] for r in rows]  # noqa: E731
+        return SampleOutput(pick(self.tokens), pick(self.logprobs), pick(self.sample_logprobs),
+                            np.asarray(self.lengths)[rows], pick(self.finish_reasons), pick(self.prompt_tokens),
+                            None if self.texts is None else pick(self.texts), None)
+
     def sequence(self, i: int) -> list[int]:
         """Prompt plus completion of row i."""
         return list(self.prompt_tokens[i]) + list(self.tokens[i])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +23,7 @@ import numpy as np
 from flax import nnx
 
 from mrt_jax.models.config import resolve_dtype
-from mrt_jax.models.layerwise import LAYER_CACHE_AXES
+from mrt_jax.models.layerwise import LAYER_CACHE_AXES, SharedPrefix
 from mrt_jax.sampling.engine import DecodeState, init_state, make_engine
 from mrt_jax.sampling.fast_weights import fast_weights
 from mrt_jax.sampling.layout import bucket, plan_block
@@ -30,6 +31,16 @@ from mrt_jax.sampling.output import Branch, CacheRef, SampleOutput
 from mrt_jax.sampling.sample_logits import SamplingParams, validate_sampling
 from mrt_jax.sampling.stops import find_stop
 from mrt_jax.sharding import named_sharding
+
+
+class _Shared(NamedTuple):
+    """A fork's shared prefix (see ``Sampler._fork_shared``): per-layer [U, K, P, E] caches, per-row valid prefix
+    slots [R, P], per-row count of prefix tokens (where positions continue), slots the longest prefix spans."""
+
+    cache: tuple
+    valid: np.ndarray
+    offsets: np.ndarray
+    used: int
 
 
 def _row_bucket(n: int, multiple: int) -> int:
@@ -51,13 +62,20 @@ class Sampler:
     ``mesh``: defaults to the mesh of the model's parameters (none for a single device). ``max_cache_len``: the
     most slots (prompt + generated) a row may use. ``chunk``: decode steps between host stop-string checks.
     ``window``: without stop strings, decode runs in chunks of this many steps, each attending over only the
-    (bucketed) part of the cache it can reach; None = one loop over the whole cache.
+    (bucketed) part of the cache it can reach; None = one loop over the whole cache. ``share_prefix``: ``fork``
+    keeps each source row's prefix once for all its branches instead of a copy per branch when the prefixes span at
+    least this many cache slots (single device, without ``keep_cache``); None: always copy. Short prefixes are cheap
+    to copy, and sharing compiles one program per (sources, branches per source) layout, so it pays off only on
+    long traces.
     """
 
     def __init__(self, model, tokenizer=None, *, mesh=None, max_cache_len: int | None = None,
                  eos_ids: Sequence[int] | None = None, pad_id: int | None = None, chunk: int = 32,
-                 window: int | None = 128):
+                 window: int | None = 128, share_prefix: int | None = 256):
         self.cfg = model.cfg
+        if share_prefix is not None and share_prefix < 0:
+            raise ValueError(f"share_prefix must be >= 0 slots or None, got {share_prefix}")
+        self.share_prefix = share_prefix
         self.tokenizer = tokenizer
         self.graphdef, self.state = nnx.split(model)
         self.mesh = mesh if mesh is not None else _model_mesh(self.state)
@@ -188,37 +206,73 @@ class Sampler:
                 feeds.append(seq[c:] + extra)
                 prefixes.append(seq + extra)
         budgets = self._budgets(max_new_tokens, len(rows))
-        return self._run(kept, feeds, prefixes, source.cache.cache, rows, budgets, _stream_ids(row_ids, len(rows)),
-                         temperature, top_k, top_p, seed, stop, ignore_eos, keep_cache)
+        ids = _stream_ids(row_ids, len(rows))
+        sampling = (temperature, top_k, top_p, seed, stop, ignore_eos)
+        longest = max((int(k[-1]) + 1 for k in kept if len(k)), default=0)
+        if self.share_prefix is not None and longest >= self.share_prefix and self.mesh is None and not keep_cache:
+            return self._fork_shared(source.cache.cache, rows, kept, feeds, prefixes, budgets, ids, sampling)
+        return self._run(kept, feeds, prefixes, source.cache.cache, rows, budgets, ids, *sampling, keep_cache)
+
+    def _fork_shared(self, src_cache, rows, kept, feeds, prefixes, budgets, ids, sampling) -> SampleOutput:
+        """``fork`` with each source row's cached prefix kept once for all its branches (``SharedPrefix``) instead
+        of copied into every output row: at K branches per row a decode step reads the prefix once, not K times.
+        Rows are laid out source row by source row (padded with empty rows to U groups of M), then put back."""
+        sources = sorted(set(rows))
+        members = [[j for j, r in enumerate(rows) if r == u] for u in sources]
+        U, M = _row_bucket(len(sources), 1), _row_bucket(max(len(m) for m in members), 1)
+        order = [(members[g][m] if g < len(members) and m < len(members[g]) else None)
+                 for g in range(U) for m in range(M)]
+        used = max((int(k[-1]) + 1 for k in kept if len(k)), default=1)  # prefix slots anyone attends
+        P = min(int(src_cache[0][0].shape[2]), bucket(used))
+        valid = np.zeros((U * M, P), bool)
+        for b, j in enumerate(order):
+            if j is not None:
+                valid[b, kept[j]] = True
+        src_rows = np.asarray([sources[g] if g < len(sources) else 0 for g in range(U)], np.int32)
+        shared = _Shared(_gather_rows(src_cache, jnp.asarray(src_rows), P), valid,
+                         np.asarray([len(kept[j]) if j is not None else 0 for j in order], np.int32), used)
+        pick = lambda seq, fill: [seq[j] if j is not None else fill for j in order]  # noqa: E731
+        dummy_ids = iter(range(2**30, 2**31))
+        out = self._run([np.zeros(0, np.int64)] * len(order), pick(feeds, [self.pad_id]), pick(prefixes, []), None,
+                        None, np.asarray(pick(budgets, 0), np.int64), [ids[j] if j is not None else next(dummy_ids)
+                                                                     for j in order],
+                        *sampling, False, shared=shared)
+        where = {j: b for b, j in enumerate(order) if j is not None}
+        return out.select([where[j] for j in range(len(rows))])
 
     # ---------------------------------------------------------------- the common path
     def _run(self, kept, feeds, prefixes, src_cache, src_rows, budgets, row_ids, temperature, top_k, top_p, seed,
-             stop, ignore_eos, keep_cache) -> SampleOutput:
+             stop, ignore_eos, keep_cache, shared: _Shared | None = None) -> SampleOutput:
         validate_sampling(temperature, top_k, top_p)
         stop = [s for s in (stop or []) if s]
         if stop and self.tokenizer is None:
             raise ValueError("stop strings need a tokenizer; pass token ids in eos_ids instead")
         n = len(feeds)
-        R = _row_bucket(n, self._shards)
+        R = n if shared is not None else _row_bucket(n, self._shards)  # shared: laid out by _fork_shared
         pad_rows = R - n
         kept = list(kept) + [np.zeros(0, np.int64)] * pad_rows
         feeds = list(feeds) + [[self.pad_id]] * pad_rows
         budgets = np.concatenate([budgets, np.zeros(pad_rows, np.int64)])
         max_b = int(budgets.max())
         start = max((int(s[-1]) + 1 if len(s) else 0) for s in kept)
+        before = start if shared is None else shared.used  # slots a row's sequence occupies before the block
         A_need = max(len(f) for f in feeds)
         A, N = bucket(A_need), bucket(max(max_b, 1))
-        need = start + A_need + max_b
+        need = before + A_need + max_b
         if need > self.max_cache_len:
             worst = int(np.argmax([len(f) + b for f, b in zip(feeds, budgets)]))
-            raise ValueError(f"row {worst}: {start + len(feeds[worst])} prefix tokens + {int(budgets[worst])} new "
+            raise ValueError(f"row {worst}: {before + len(feeds[worst])} prefix tokens + {int(budgets[worst])} new "
                              f"tokens need {need} cache slots but max_cache_len={self.max_cache_len}; shorten the "
                              f"prompt, lower max_new_tokens or raise max_cache_len")
-        if start + A + N > self.max_cache_len:
+        if before + A + N > self.max_cache_len:
             A, N = A_need, max(max_b, 1)
         S = start + A + N
         S = bucket(S) if bucket(S) <= self.max_cache_len else S
         plan = plan_block(kept, feeds, S, self.pad_id, block_len=A, start=start)
+        prefix = None
+        if shared is not None:  # positions continue after each row's kept prefix, which lives in the shared part
+            plan = plan._replace(pos_ba=plan.pos_ba + shared.offsets[:, None], pos0_b=plan.pos0_b + shared.offsets)
+            prefix = SharedPrefix(shared.cache, jnp.asarray(shared.valid))
 
         greedy = temperature == 0
         use_filter = not greedy and ((top_k or 0) > 0 or (top_p is not None and top_p < 1.0))
@@ -237,7 +291,7 @@ class Sampler:
             st = DecodeState(*[self._put(x, bat[:x.ndim]) if x.ndim else x for x in st])
             valid = self._put(plan.valid_bs, bat)
             cache, st = self._prefill(self._weights, cache, self._put(plan.block_ba, bat), self._put(plan.pos_ba, bat),
-                                      valid, jnp.int32(start), st, params, stop_ids, greedy=greedy,
+                                      valid, jnp.int32(start), st, params, stop_ids, prefix, greedy=greedy,
                                       use_filter=use_filter)
             trunc = {}
             dec_start = jnp.int32(start + A)
@@ -250,7 +304,7 @@ class Sampler:
                 W = min(S, bucket(start + A + stop_at)) if self.window else S
                 sub, sub_valid = (cache, valid) if W == S else (_slice_slots(cache, W), valid[:, :W])
                 sub, st = self._decode(self._weights, sub, st, sub_valid, dec_start, jnp.int32(stop_at), params,
-                                       stop_ids, greedy=greedy, use_filter=use_filter)
+                                       stop_ids, prefix, greedy=greedy, use_filter=use_filter)
                 cache = sub if W == S else _put_slots(cache, sub)
                 if stop:
                     st = self._check_stops(st, stop, trunc, n)
