@@ -9,8 +9,12 @@ Figures depend on the machine being otherwise idle: under contention torch's 2-t
 XLA does (on the 2-core dev machine at load average 4-10, transformers fell from about 73 to 1.3-2.4 tok/s), which
 inflates the ratio; the JSON records the load average. Quiet machine, stacked-weights sampler (before
 ``mrt_jax.models.layerwise``): 86.6 vs 72.7 tok/s, 1.19x. Loaded machine (load 4-10), same run for both sides:
-before 22.9 vs 1.31 tok/s; per-layer weights 30.8 vs 2.42 tok/s. A quiet-machine figure for the per-layer
-sampler is still to be taken.
+before 22.9 vs 1.31 tok/s; per-layer weights 30.8 vs 2.42 tok/s. Quiet machine (idle 2 cores, load 1.8 with
+this run, 2026-12-01), per-layer sampler: 108.5 vs 96.4 tok/s, **1.13x** (target 3x: not met), greedy rows
+identical to transformers. Why 3x is out of reach here (``python -m benchmarks.cpu_roofline``): reading the fp32
+weights once takes 22 ms (24 GB/s), a floor of 362 tok/s at batch 8, and XLA:CPU's [8, 576] x [576, 1536] matmul
+streams weights at 13 GB/s, a ceiling near 190 tok/s (2x transformers) even if every step were matmuls only;
+3x (289 tok/s) would need 80% of the read bandwidth.
 """
 
 from __future__ import annotations
