@@ -86,9 +86,20 @@ def _sampled_tokens(run_dir: str) -> tuple[float, int]:
     return total, steps
 
 
+def _finished(run_dir: str) -> bool:
+    """Whether a run reached its last step (a job stopped by a signal also writes result.json, with fewer steps;
+    running it again resumes it from its checkpoint)."""
+    try:
+        with open(os.path.join(run_dir, "result.json")) as f:
+            result = json.load(f)
+    except FileNotFoundError:
+        return False
+    return result.get("steps_done", 0) >= result.get("config", {}).get("steps", 0)
+
+
 def _train(name: str, flags: list[str], args, logs: str) -> str:
     run_dir = os.path.join(args.out, name)
-    if os.path.exists(os.path.join(run_dir, "result.json")):
+    if _finished(run_dir):
         print(f"{name}: finished earlier, kept", flush=True)
         return run_dir
     _run([sys.executable, "-m", "experiments.mrt_math", f"--run_dir={run_dir}", *flags],

@@ -29,3 +29,18 @@ def test_refuses_flags_the_study_sets_and_bad_job_flags():
                            text=True, timeout=60)
         assert p.returncode == 2, (flags, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1 and "error" in p.stderr, (flags, p.stderr)
+
+
+def test_a_run_stopped_early_is_not_kept_as_finished(tmp_path):
+    # A job stopped by SIGTERM/SIGINT saves, writes result.json and exits 0: the study must resume it, not keep it.
+    import json
+
+    from experiments.study import _finished
+
+    run = tmp_path / "mrt-s1"
+    assert not _finished(str(run))
+    run.mkdir()
+    (run / "result.json").write_text(json.dumps({"config": {"steps": 30}, "steps_done": 28}))
+    assert not _finished(str(run))
+    (run / "result.json").write_text(json.dumps({"config": {"steps": 30}, "steps_done": 30}))
+    assert _finished(str(run))
