@@ -92,6 +92,7 @@ def restore_params(model, cfg, ckpt_dir: str, step: int):
 
     from experiments.mrt_math import _learner_config
     from mrt_jax.checkpointing import tree as tree_lib
+    from mrt_jax.checkpointing.manager import absolute_dir
     from mrt_jax.learner import create_train_state
 
     where = f"checkpoint step {step} in {ckpt_dir}"
@@ -99,7 +100,7 @@ def restore_params(model, cfg, ckpt_dir: str, step: int):
     state = create_train_state(model.cfg, _learner_config(cfg), None, params=params)
     options = ocp.CheckpointManagerOptions(read_only=True, create=False, cleanup_tmp_directories=False,
                                            enable_async_checkpointing=False)
-    mngr = ocp.CheckpointManager(os.path.abspath(ckpt_dir), options=options)
+    mngr = ocp.CheckpointManager(absolute_dir(ckpt_dir), options=options)
     try:
         meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
         flat_target, paths, treedef, _ = tree_lib.flatten_target(tree_lib.on_mesh(state, None))

@@ -86,15 +86,25 @@ def _sampled_tokens(run_dir: str) -> tuple[float, int]:
     return total, steps
 
 
+def _read(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+
 def _finished(run_dir: str) -> bool:
     """Whether a run reached its last step (a job stopped by a signal also writes result.json, with fewer steps;
     running it again resumes it from its checkpoint)."""
-    try:
-        with open(os.path.join(run_dir, "result.json")) as f:
-            result = json.load(f)
-    except FileNotFoundError:
-        return False
-    return result.get("steps_done", 0) >= result.get("config", {}).get("steps", 0)
+    result = _read(os.path.join(run_dir, "result.json"))
+    return bool(result) and result.get("steps_done", 0) >= result.get("config", {}).get("steps", 0)
+
+
+def _ood_is_current(run_dir: str, out: str) -> bool:
+    """Whether OUT/eval.json evaluated the run's final checkpoint (a resumed run moves past an older eval)."""
+    step = _read(os.path.join(out, "eval.json")).get("source", {}).get("checkpoint_step")
+    return step is not None and step == _read(os.path.join(run_dir, "result.json")).get("steps_done")
 
 
 def _train(name: str, flags: list[str], args, logs: str) -> str:
@@ -109,7 +119,7 @@ def _train(name: str, flags: list[str], args, logs: str) -> str:
 
 def _evaluate_ood(run_dir: str, dataset: str, args, logs: str) -> str:
     out = os.path.join(run_dir, "eval_ood")
-    if not os.path.exists(os.path.join(out, "eval.json")):
+    if not _ood_is_current(run_dir, out):
         _run([sys.executable, "-m", "experiments.evaluate", f"--run_dir={run_dir}", f"--dataset={dataset}",
               f"--problems={args.ood_problems}", f"--out={out}", "--title=out of distribution: " + dataset],
              os.path.join(logs, os.path.basename(run_dir) + "-ood.log"), args.dry_run)

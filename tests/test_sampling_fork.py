@@ -75,3 +75,10 @@ def test_shared_prefix_fork_equals_copied_prefix_fork(monkeypatch):
             np.testing.assert_allclose(a, b, atol=1e-5)
     assert len({tuple(t) for t in shared.tokens}) > 1
     assert calls == [sharing, sharing]  # the sharing path ran (and only for the sharing sampler)
+
+
+def test_a_fork_too_long_for_the_cache_names_the_callers_row(sampler):
+    # The shared-prefix path lays rows out by source row; the error must still name the row as the caller numbered it.
+    src = sampler.generate(PROMPTS, max_new_tokens=6, temperature=0, keep_cache=True)
+    with pytest.raises(ValueError, match=r"^row 1: .* max_cache_len=96"):
+        sampler.fork(src, [Branch(2, 6), Branch(0, 6)], max_new_tokens=[1, 90], temperature=0)

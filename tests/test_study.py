@@ -44,3 +44,18 @@ def test_a_run_stopped_early_is_not_kept_as_finished(tmp_path):
     assert not _finished(str(run))
     (run / "result.json").write_text(json.dumps({"config": {"steps": 30}, "steps_done": 30}))
     assert _finished(str(run))
+
+
+def test_an_ood_eval_of_an_earlier_checkpoint_is_redone(tmp_path):
+    import json
+
+    from experiments.study import _ood_is_current
+
+    run, out = tmp_path / "mrt-s1", tmp_path / "mrt-s1" / "eval_ood"
+    out.mkdir(parents=True)
+    assert not _ood_is_current(str(run), str(out))
+    (run / "result.json").write_text(json.dumps({"config": {"steps": 30}, "steps_done": 30}))
+    (out / "eval.json").write_text(json.dumps({"source": {"checkpoint_step": 28}}))
+    assert not _ood_is_current(str(run), str(out))
+    (out / "eval.json").write_text(json.dumps({"source": {"checkpoint_step": 30}}))
+    assert _ood_is_current(str(run), str(out))

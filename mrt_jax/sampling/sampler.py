@@ -35,12 +35,14 @@ from mrt_jax.sharding import named_sharding
 
 class _Shared(NamedTuple):
     """A fork's shared prefix (see ``Sampler._fork_shared``): per-layer [U, K, P, E] caches, per-row valid prefix
-    slots [R, P], per-row count of prefix tokens (where positions continue), slots the longest prefix spans."""
+    slots [R, P], per-row count of prefix tokens (where positions continue), slots the longest prefix spans, and
+    which caller row each laid-out row is."""
 
     cache: tuple
     valid: np.ndarray
     offsets: np.ndarray
     used: int
+    order: list  # laid-out row -> the caller's row (None: an empty filler row)
 
 
 def _row_bucket(n: int, multiple: int) -> int:
@@ -210,27 +212,27 @@ class Sampler:
         sampling = (temperature, top_k, top_p, seed, stop, ignore_eos)
         longest = max((int(k[-1]) + 1 for k in kept if len(k)), default=0)
         if self.share_prefix is not None and longest >= self.share_prefix and self.mesh is None and not keep_cache:
-            return self._fork_shared(source.cache.cache, rows, kept, feeds, prefixes, budgets, ids, sampling)
+            return self._fork_shared(source.cache.cache, rows, kept, feeds, prefixes, budgets, ids, sampling, longest)
         return self._run(kept, feeds, prefixes, source.cache.cache, rows, budgets, ids, *sampling, keep_cache)
 
-    def _fork_shared(self, src_cache, rows, kept, feeds, prefixes, budgets, ids, sampling) -> SampleOutput:
+    def _fork_shared(self, src_cache, rows, kept, feeds, prefixes, budgets, ids, sampling, used) -> SampleOutput:
         """``fork`` with each source row's cached prefix kept once for all its branches (``SharedPrefix``) instead
         of copied into every output row: at K branches per row a decode step reads the prefix once, not K times.
-        Rows are laid out source row by source row (padded with empty rows to U groups of M), then put back."""
+        Rows are laid out source row by source row (padded with empty rows to U groups of M), then put back.
+        ``used``: the prefix slots the branches attend (the longest kept prefix)."""
         sources = sorted(set(rows))
         members = [[j for j, r in enumerate(rows) if r == u] for u in sources]
         U, M = _row_bucket(len(sources), 1), _row_bucket(max(len(m) for m in members), 1)
         order = [(members[g][m] if g < len(members) and m < len(members[g]) else None)
                  for g in range(U) for m in range(M)]
-        used = max((int(k[-1]) + 1 for k in kept if len(k)), default=1)  # prefix slots anyone attends
-        P = min(int(src_cache[0][0].shape[2]), bucket(used))
+        P = min(int(src_cache[0][0].shape[2]), bucket(max(used, 1)))
         valid = np.zeros((U * M, P), bool)
         for b, j in enumerate(order):
             if j is not None:
                 valid[b, kept[j]] = True
         src_rows = np.asarray([sources[g] if g < len(sources) else 0 for g in range(U)], np.int32)
         shared = _Shared(_gather_rows(src_cache, jnp.asarray(src_rows), P), valid,
-                         np.asarray([len(kept[j]) if j is not None else 0 for j in order], np.int32), used)
+                         np.asarray([len(kept[j]) if j is not None else 0 for j in order], np.int32), used, order)
         pick = lambda seq, fill: [seq[j] if j is not None else fill for j in order]  # noqa: E731
         dummy_ids = iter(range(2**30, 2**31))
         out = self._run([np.zeros(0, np.int64)] * len(order), pick(feeds, [self.pad_id]), pick(prefixes, []), None,
@@ -261,7 +263,8 @@ class Sampler:
         need = before + A_need + max_b
         if need > self.max_cache_len:
             worst = int(np.argmax([len(f) + b for f, b in zip(feeds, budgets)]))
-            raise ValueError(f"row {worst}: {before + len(feeds[worst])} prefix tokens + {int(budgets[worst])} new "
+            label = worst if shared is None else shared.order[worst]  # the caller's row, not the laid-out one
+            raise ValueError(f"row {label}: {before + len(feeds[worst])} prefix tokens + {int(budgets[worst])} new "
                              f"tokens need {need} cache slots but max_cache_len={self.max_cache_len}; shorten the "
                              f"prompt, lower max_new_tokens or raise max_cache_len")
         if before + A + N > self.max_cache_len:
