@@ -8,9 +8,10 @@ process 1 alone stops both.
 import json
 import os
 import socket
-import subprocess
 import sys
 import textwrap
+
+from tests.processes import Child, finish_all
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,20 +79,10 @@ def test_two_processes_save_fall_back_restore_and_agree_to_stop(tmp_path):
     port = str(_free_port())
     env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    procs = [
-        subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), str(pid), port, str(tmp_path)],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for pid in (0, 1)
-    ]
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=600))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(procs, outs):
+    procs = [Child([sys.executable, str(tmp_path / "worker.py"), str(pid), port, str(tmp_path)], env=env,
+                   log_dir=str(tmp_path)) for pid in (0, 1)]
+    outs = finish_all(procs, timeout=600)
+    for p in procs:
         assert p.returncode == 0, "\n---\n".join(e[-2500:] for _, e in outs)
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     for r in results:

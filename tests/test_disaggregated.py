@@ -7,7 +7,6 @@ All subprocesses share one XLA compilation cache (the colocated run fills it, th
 
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -17,6 +16,7 @@ import pytest
 from experiments import rollout_queue as rq
 from experiments.disagg_learner import choose_batch
 from experiments.disagg_sampler import sampler_queue_limit
+from tests.processes import Child
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # entropy_coef > 0: every update moves the weights (the tiny model's rewards are all 0, so the policy gradient is),
@@ -33,8 +33,7 @@ def env(tmp_path_factory):
 
 
 def _start(env, module, *args):
-    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return Child([sys.executable, "-m", module, *args], cwd=ROOT, env=env)
 
 
 def _rows(run_dir):

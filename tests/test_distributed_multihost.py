@@ -4,7 +4,6 @@ import json
 import logging
 import os
 import socket
-import subprocess
 import sys
 
 import jax
@@ -13,6 +12,7 @@ import pytest
 
 from mrt_jax.distributed.multihost import MainProcessFilter, init_distributed, local_rows
 from mrt_jax.sharding import make_mesh, named_sharding
+from tests.processes import Child
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,18 +23,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _spawn(devices: int, args: list[str]) -> subprocess.Popen:
+def _spawn(devices: int, args: list[str]) -> Child:
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    return subprocess.Popen([sys.executable, "-m", "mrt_jax.distributed.check", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return Child([sys.executable, "-m", "mrt_jax.distributed.check", *args], cwd=ROOT, env=env)
 
 
-def _finish(p: subprocess.Popen) -> str:
-    try:
-        out, err = p.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        raise
+def _finish(p: Child) -> str:
+    out, err = p.communicate(timeout=240)
     assert p.returncode == 0, err[-3000:]
     return out
 

@@ -7,9 +7,10 @@ newest complete step onto its own 2-device mesh, checks the params bit for bit a
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
+
+from tests.processes import Child
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -84,16 +85,10 @@ def test_learner_and_sampler_processes(tmp_path):
     (tmp_path / "learner.py").write_text(_LEARNER)
     (tmp_path / "sampler.py").write_text(_SAMPLER)
     base = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
-    learner = subprocess.Popen(
-        [sys.executable, str(tmp_path / "learner.py"), str(tmp_path)],
-        env={**base, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    sampler = subprocess.Popen(
-        [sys.executable, str(tmp_path / "sampler.py"), str(tmp_path)],
-        env={**base, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    learner = Child([sys.executable, str(tmp_path / "learner.py"), str(tmp_path)],
+                    env={**base, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}, log_dir=str(tmp_path))
+    sampler = Child([sys.executable, str(tmp_path / "sampler.py"), str(tmp_path)],
+                    env={**base, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, log_dir=str(tmp_path))
     try:
         s_out, s_err = sampler.communicate(timeout=600)
         l_out, l_err = learner.communicate(timeout=120)
