@@ -94,11 +94,18 @@ def _read(path: str) -> dict:
         return {}
 
 
-def _finished(run_dir: str) -> bool:
-    """Whether a run reached its last step (a job stopped by a signal also writes result.json, with fewer steps;
-    running it again resumes it from its checkpoint)."""
+def _finished(run_dir: str, steps: int) -> bool:
+    """Whether a run trained all ``steps`` (a job stopped by a signal also writes result.json, with fewer steps;
+    running it again resumes it from its checkpoint). A run made for another step count is refused, not extended:
+    the learning-rate schedule spans the run's steps, so extending it would not equal a run of that length."""
     result = _read(os.path.join(run_dir, "result.json"))
-    return bool(result) and result.get("steps_done", 0) >= result.get("config", {}).get("steps", 0)
+    if not result:
+        return False
+    planned = result.get("config", {}).get("steps")
+    if planned != steps:
+        raise SystemExit(f"study: {run_dir} was trained for --steps={planned} but this study asks for {steps} "
+                         "(equal-compute GRPO follows MRT's sampled tokens); move or delete that run dir to retrain it")
+    return result.get("steps_done", 0) >= steps
 
 
 def _ood_is_current(run_dir: str, out: str) -> bool:
@@ -109,7 +116,7 @@ def _ood_is_current(run_dir: str, out: str) -> bool:
 
 def _train(name: str, flags: list[str], args, logs: str) -> str:
     run_dir = os.path.join(args.out, name)
-    if _finished(run_dir):
+    if _finished(run_dir, _job_config(flags).steps):
         print(f"{name}: finished earlier, kept", flush=True)
         return run_dir
     _run([sys.executable, "-m", "experiments.mrt_math", f"--run_dir={run_dir}", *flags],

@@ -38,12 +38,27 @@ def test_a_run_stopped_early_is_not_kept_as_finished(tmp_path):
     from experiments.study import _finished
 
     run = tmp_path / "mrt-s1"
-    assert not _finished(str(run))
+    assert not _finished(str(run), 30)
     run.mkdir()
     (run / "result.json").write_text(json.dumps({"config": {"steps": 30}, "steps_done": 28}))
-    assert not _finished(str(run))
+    assert not _finished(str(run), 30)
     (run / "result.json").write_text(json.dumps({"config": {"steps": 30}, "steps_done": 30}))
-    assert _finished(str(run))
+    assert _finished(str(run), 30)
+
+
+def test_a_run_made_for_another_step_count_is_refused_not_kept(tmp_path):
+    # Equal-compute GRPO follows MRT's token count: when that moves, an old grpo_eqtok run no longer fits.
+    import json
+
+    import pytest
+
+    from experiments.study import _finished
+
+    run = tmp_path / "grpo_eqtok-s0"
+    run.mkdir()
+    (run / "result.json").write_text(json.dumps({"config": {"steps": 49}, "steps_done": 49}))
+    with pytest.raises(SystemExit, match=r"--steps=49 but this study asks for 50.*delete"):
+        _finished(str(run), 50)
 
 
 def test_an_ood_eval_of_an_earlier_checkpoint_is_redone(tmp_path):
