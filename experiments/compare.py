@@ -82,12 +82,19 @@ def _tables(groups: Sequence[K.Group], stats: dict, rows: Sequence[dict], target
                     [[r["label"], r["name"], fmt(r["seed"]), fmt(r["accuracy"]), fmt(r["final_pass"]),
                       fmt(r["regret"]), *(fmt(r["tokens_to_target"][str(t)], 1) for t in targets),
                       fmt(r["mean_length"], 1), fmt(r["wall_seconds"], 1), fmt(r["steps"])] for r in rows])
+    training = Table(["label", *K.TRAINING_MEANS],
+                     [[g.label, *(fmt_stat(stats[g.label]["training"][k]) for k in K.TRAINING_MEANS)] for g in groups
+                      if any(stats[g.label]["training"][k].n_finite for k in K.TRAINING_MEANS)])
     return [Heading("Per group"),
             Paragraph("Cells: mean ± sample std (min–max) over the runs of a group; one value when a group has one "
                       "run. 'accuracy (after)': final answers of full traces; 'final pass@1': pass@1 at the largest "
                       "token budget (forced termination); regret: normalised, at the largest budget (lower is "
                       "better); 'never': the curve does not reach the target."), main,
             Heading("pass@1 at each token budget"), by_budget,
+            Heading("Training, mean over steps"),
+            Paragraph("Per run: the mean over its steps of metrics.jsonl; cells: mean ± std over the runs. "
+                      "zero_variance_groups: share of prompts whose samples all got the same reward (no policy "
+                      "gradient); truncated_frac: share of rollouts cut at the token budget."), training,
             Heading("Per run"), per_run]
 
 

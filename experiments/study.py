@@ -96,16 +96,14 @@ def _read(path: str) -> dict:
 
 def _finished(run_dir: str, steps: int) -> bool:
     """Whether a run trained all ``steps`` (a job stopped by a signal also writes result.json, with fewer steps;
-    running it again resumes it from its checkpoint). A run made for another step count is refused, not extended:
-    the learning-rate schedule spans the run's steps, so extending it would not equal a run of that length."""
-    result = _read(os.path.join(run_dir, "result.json"))
-    if not result:
-        return False
-    planned = result.get("config", {}).get("steps")
-    if planned != steps:
+    running it again resumes it from its checkpoint). A run started for another step count (its config.json, written
+    at every start, also for a run killed before result.json) is refused, not extended: the job would resume it, but
+    the learning-rate schedule spans the run's steps, so the result would not equal a run of that length."""
+    planned = _read(os.path.join(run_dir, "config.json")).get("steps")
+    if planned is not None and planned != steps:
         raise SystemExit(f"study: {run_dir} was trained for --steps={planned} but this study asks for {steps} "
                          "(equal-compute GRPO follows MRT's sampled tokens); move or delete that run dir to retrain it")
-    return result.get("steps_done", 0) >= steps
+    return _read(os.path.join(run_dir, "result.json")).get("steps_done", 0) >= steps
 
 
 def _ood_is_current(run_dir: str, out: str) -> bool:

@@ -76,6 +76,19 @@ def test_seeds_are_aggregated_by_hand(study, tmp_path, capsys):
     assert_self_contained((out / "compare.html").read_text())
 
 
+def test_training_metrics_are_averaged_per_run_then_over_runs(study, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run([*study, f"--out={out}"], capsys) == (0, "")
+    groups = {g["label"]: g for g in json.loads((out / "compare.json").read_text())["groups"]}
+    reward = groups["mrt"]["training"]["reward"]  # run means 2, 4, 6 (reward = scale x step over steps 1-3)
+    assert (reward["mean"], reward["std"], reward["min"], reward["max"]) == pytest.approx((4.0, 2.0, 2.0, 6.0))
+    assert groups["grpo"]["training"]["reward"]["mean"] == pytest.approx(1.0)
+    assert groups["mrt"]["training"]["truncated_frac"]["n_finite"] == 0  # a metric the runs did not log
+    md = (out / "compare.md").read_text()
+    assert "| mrt | 4.000 ± 2.000 (2.000–6.000) | - | - | - |" in md
+    assert "| base | -" not in md.split("## Training, mean over steps")[1].split("## Per run")[0]  # no training
+
+
 def test_labels_group_runs_and_are_escaped(study, tmp_path, capsys):
     out = tmp_path / "out"
     labels = "<script>,<script>,_$x^{$,_$x^{$,base"  # "$x^{$" is broken mathtext if it reached matplotlib

@@ -40,6 +40,7 @@ def test_a_run_stopped_early_is_not_kept_as_finished(tmp_path):
     run = tmp_path / "mrt-s1"
     assert not _finished(str(run), 30)
     run.mkdir()
+    (run / "config.json").write_text(json.dumps({"steps": 30}))
     (run / "result.json").write_text(json.dumps({"config": {"steps": 30}, "steps_done": 28}))
     assert not _finished(str(run), 30)
     (run / "result.json").write_text(json.dumps({"config": {"steps": 30}, "steps_done": 30}))
@@ -56,6 +57,9 @@ def test_a_run_made_for_another_step_count_is_refused_not_kept(tmp_path):
 
     run = tmp_path / "grpo_eqtok-s0"
     run.mkdir()
+    (run / "config.json").write_text(json.dumps({"steps": 49}))  # killed before result.json: refused all the same
+    with pytest.raises(SystemExit, match=r"--steps=49 but this study asks for 50.*delete"):
+        _finished(str(run), 50)
     (run / "result.json").write_text(json.dumps({"config": {"steps": 49}, "steps_done": 49}))
     with pytest.raises(SystemExit, match=r"--steps=49 but this study asks for 50.*delete"):
         _finished(str(run), 50)

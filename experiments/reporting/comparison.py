@@ -80,8 +80,17 @@ def _number(v) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
+# Training metrics averaged over a run's steps: how much signal the rollouts carried (see docs/study/countdown).
+TRAINING_MEANS = ("reward", "zero_variance_groups", "truncated_frac", "progress_mean")
+
+
+def _step_mean(metrics: Sequence[dict], key: str) -> float | None:
+    values = [float(r[key]) for r in metrics if _number(r.get(key)) is not None and math.isfinite(r[key])]
+    return sum(values) / len(values) if values else None
+
+
 def run_row(m: Member, targets: Sequence[float]) -> dict:
-    """One run's numbers (the base has no wall time or steps)."""
+    """One run's numbers (the base has no wall time, steps or training metrics)."""
     ev = m.eval
     return {
         "label": m.label, "name": m.name, "kind": "base" if m.is_base else m.source.kind,
@@ -92,6 +101,7 @@ def run_row(m: Member, targets: Sequence[float]) -> dict:
         "pass_at_budget": dict(zip(ev.get("budgets", []), ev.get("pass_at_budget", []))),
         "wall_seconds": None if m.is_base else m.source.wall_seconds,
         "steps": None if m.is_base else m.source.steps_done,
+        "training": {k: _step_mean(m.metrics, k) for k in TRAINING_MEANS},
     }
 
 
@@ -105,6 +115,7 @@ def group_stats(rows: Sequence[dict], targets: Sequence[float], budgets: Sequenc
         "tokens_to_target": {str(t): summarize([r["tokens_to_target"][str(t)] for r in rows]) for t in targets},
         "pass_at_budget": {b: summarize([r["pass_at_budget"][b] for r in rows if b in r["pass_at_budget"]])
                            for b in budgets},
+        "training": {k: summarize([r["training"][k] for r in rows]) for k in TRAINING_MEANS},
     }
 
 
