@@ -1,7 +1,8 @@
 """Checkpointer and PreemptionGuard across TWO real JAX processes (gloo CPU collectives, 2 fake devices each).
 
 Saves a state sharded over all 4 devices, breaks the newest step, restores onto another mesh (both processes fall
-back to the same earlier step and quarantine the broken one together), and checks that a stop requested on
+back to the same earlier step and quarantine the broken one together, even when one of them comes to the restore
+late: a race CI once hit), and checks that a stop requested on
 process 1 alone stops both.
 """
 
@@ -17,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _WORKER = textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, sys, time
     import jax
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     pid, port, shared = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -51,6 +52,8 @@ _WORKER = textwrap.dedent(
     target = {"w": jax.ShapeDtypeStruct((8, 16), jnp.float32, sharding=sh_b),
               "rng": jax.eval_shape(lambda: jax.random.key(0))}
     reader = Checkpointer(os.path.join(shared, "ck"), save_every=1)
+    if pid == 1:  # lag behind: process 0 must not quarantine step 2 before this process has seen it
+        time.sleep(3)
     restored, items, step = reader.restore(target)
     shards = restored["w"].addressable_shards
     local_ok = all(np.array_equal(np.asarray(s.data), global_w(step)[s.index]) for s in shards)

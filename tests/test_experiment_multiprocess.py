@@ -4,8 +4,9 @@
 same metrics and end with bit-identical parameters and optimizer state; a 2-process run resumed from its own
 checkpoint must end where the uninterrupted run ended. Only process 0 logs and writes files.
 
-Every spawned process has a timeout; a failure prints the tail of each process's log. The runs share a persistent
-JAX compilation cache (a run after the first of its layout compiles nothing), which keeps the file's wall time down.
+Every spawned process has a timeout; a failure prints the tail of each process's log. The runs share the test
+session's persistent JAX compilation cache (conftest; a run after the first of its layout compiles nothing), which
+keeps the file's wall time down.
 """
 
 import json
@@ -40,8 +41,7 @@ class Job:
     def __init__(self, run_dir, processes: int, devices: int, shared, *extra: str):
         self.run_dir, self.logs, self.procs = run_dir, [], []
         env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-                   MRT_JAX_CACHE=str(shared / "assets"), JAX_COMPILATION_CACHE_DIR=str(shared / "xla"),
-                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+                   MRT_JAX_CACHE=str(shared / "assets"))  # XLA compilation cache: the session's (conftest)
         port = _free_port()
         for i in range(processes):
             flags = [f"--coordinator=127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={i}"]

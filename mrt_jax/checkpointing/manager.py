@@ -12,7 +12,8 @@ the best (max or min of ``best_metric``; steps saved without that metric never c
 Validation (restore without an explicit step tries newest first and falls back with a logged warning): a step
 must have Orbax's ``_CHECKPOINT_METADATA`` with a commit timestamp, both items, a restore without errors, and the
 same fingerprints as at save time. A step found broken is moved to ``<dir>.quarantine/`` so later saves at lower
-step numbers are not blocked and the evidence is kept.
+step numbers are not blocked and the evidence is kept. Across processes the fallback moves in lockstep (see
+``consensus``): all use process 0's step list, and a step is good only if it restored on every process.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.sharding import Mesh
 
+from mrt_jax.checkpointing import consensus
 from mrt_jax.checkpointing import tree as tree_lib
 
 log = logging.getLogger(__name__)
@@ -251,6 +253,23 @@ class Checkpointer:
             raise CheckpointError(f"{where}: contents differ from what was saved (fingerprint mismatch) in {bad[:5]}")
         return tree_lib.unflatten_restored(flat, treedef, meta["key_impls"]), meta
 
+    def _restore_everywhere(self, step: int, abstract_state: Any, mesh: Mesh | None) -> tuple[Any, dict[str, Any]]:
+        """``_restore_step`` on every process; a ``CheckpointError`` on any of them is raised on all of them, so
+        the processes fall back (and quarantine) in step."""
+        try:
+            result, error = self._restore_step(step, abstract_state, mesh), None
+        except CheckpointError as e:
+            result, error = None, e
+        failed = consensus.failed_processes(error is None)
+        if error is not None:
+            raise error
+        if failed:
+            raise CheckpointError(
+                f"checkpoint step {step} in {self.directory}: could not be restored on process(es) {failed} "
+                "(their logs say why)"
+            )
+        return result
+
     def restore(
         self, abstract_state: Any, step: int | None = None, *, mesh: Mesh | None = None
     ) -> tuple[Any, dict[str, Any], int]:
@@ -263,16 +282,16 @@ class Checkpointer:
         """
         self._settle()
         if step is not None:
-            state, meta = self._restore_step(step, abstract_state, mesh)
+            state, meta = self._restore_everywhere(step, abstract_state, mesh)
             self._last_saved = step
             return state, meta["json_items"], step
-        steps = self.all_steps()
+        steps = consensus.process_zero_steps(self.all_steps())  # before anyone quarantines anything
         if not steps:
             raise FileNotFoundError(f"no checkpoint steps in {self.directory}")
         problems = []
         for candidate in reversed(steps):
             try:
-                state, meta = self._restore_step(candidate, abstract_state, mesh)
+                state, meta = self._restore_everywhere(candidate, abstract_state, mesh)
             except CheckpointError as e:
                 log.warning("%s; falling back to an earlier checkpoint", e)
                 problems.append(str(e))

@@ -1,0 +1,36 @@
+"""Decisions every JAX process must take the same way while restoring (no-ops in a single process).
+
+Restore lists step dirs, judges each, and quarantines broken ones by renaming them. If every process decided on
+its own, a slower process could list the dir after a faster one had already moved a broken step away, skip it,
+and enter Orbax's restore barrier while the faster one waits at the quarantine barrier: a barrier name mismatch,
+then a shutdown-barrier timeout (seen in CI). So process 0's listing is the one everybody uses, and a step counts
+as good only if it restored on every process.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+
+def process_zero_steps(local_steps: list[int]) -> list[int]:
+    """Process 0's list of step numbers, on every process."""
+    if jax.process_count() == 1:
+        return list(local_steps)
+    from jax.experimental import multihost_utils
+
+    n = int(multihost_utils.broadcast_one_to_all(np.asarray(len(local_steps), np.int64)))
+    mine = np.zeros(n, np.int64)
+    if jax.process_index() == 0:
+        mine[:] = local_steps
+    return [int(s) for s in multihost_utils.broadcast_one_to_all(mine)]
+
+
+def failed_processes(ok: bool) -> list[int]:
+    """Indices of the processes that reported ``ok=False`` (same answer on every process)."""
+    if jax.process_count() == 1:
+        return [] if ok else [0]
+    from jax.experimental import multihost_utils
+
+    flags = np.asarray(multihost_utils.process_allgather(np.asarray([int(ok)], np.int32), tiled=True))
+    return [i for i, f in enumerate(flags.tolist()) if not f]
