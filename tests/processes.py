@@ -8,17 +8,30 @@ the two-process checkpoint test. Files never block a writer.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import tempfile
 import time
+
+_default_log_dir: str | None = None
+
+
+def _session_log_dir() -> str:
+    """Where children without a ``log_dir`` write (one dir per test session, removed when it ends)."""
+    global _default_log_dir
+    if _default_log_dir is None:
+        _default_log_dir = tempfile.mkdtemp(prefix="mrt-tests-children-")
+        atexit.register(shutil.rmtree, _default_log_dir, ignore_errors=True)
+    return _default_log_dir
 
 
 class Child:
     """``subprocess.Popen`` with stdout/stderr in files; ``communicate`` returns their text like a piped Popen's."""
 
     def __init__(self, cmd: list[str], *, env: dict | None = None, cwd: str | None = None, log_dir: str | None = None):
-        log_dir = log_dir or tempfile.mkdtemp(prefix="child-")
+        log_dir = log_dir or _session_log_dir()
         fd, self.out_path = tempfile.mkstemp(suffix=".out", dir=log_dir)
         os.close(fd)
         fd, self.err_path = tempfile.mkstemp(suffix=".err", dir=log_dir)
