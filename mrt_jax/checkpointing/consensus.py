@@ -19,8 +19,10 @@ def process_zero_steps(local_steps: list[int]) -> list[int]:
         return list(local_steps)
     from jax.experimental import multihost_utils
 
-    n = int(multihost_utils.broadcast_one_to_all(np.asarray(len(local_steps), np.int64)))
-    mine = np.zeros(n, np.int64)
+    n = int(multihost_utils.broadcast_one_to_all(np.asarray(len(local_steps), np.int32)))
+    if n == 0:
+        return []
+    mine = np.zeros(n, np.int32)
     if jax.process_index() == 0:
         mine[:] = local_steps
     return [int(s) for s in multihost_utils.broadcast_one_to_all(mine)]
