@@ -98,6 +98,18 @@ def _tables(groups: Sequence[K.Group], stats: dict, rows: Sequence[dict], target
             Heading("Per run"), per_run]
 
 
+def _paired_blocks(paired: Sequence[dict]) -> list[Block]:
+    if not paired:
+        return []
+    per_seed = lambda values: " ".join(fmt(v) for v in values)  # noqa: E731
+    table = Table(["A", "B", "seeds", "A per seed", "B per seed", "mean A − B", "t", "p (two-sided)"],
+                  [[r["a"], r["b"], " ".join(map(str, r["seeds"])), per_seed(r["a_values"]), per_seed(r["b_values"]),
+                    fmt(r["mean_difference"]), fmt(r["t"], 2), fmt(r["p"], 2)] for r in paired])
+    return [Heading("Paired by seed"),
+            Paragraph("Final pass@1, A minus B on the seeds both groups have; t and p: paired t-test over those "
+                      "seeds (d.f. = seeds - 1; '-' when the differences are all equal)."), table]
+
+
 def compare(paths: Sequence[str], out_dir: str, labels: Sequence[str] | None = None,
             targets: Sequence[float] | None = None, title: str = "Run comparison") -> dict:
     """Load, group, tabulate and draw; returns what ``compare.json`` holds. Raises ``SourceError`` or
@@ -114,6 +126,7 @@ def compare(paths: Sequence[str], out_dir: str, labels: Sequence[str] | None = N
     grids = {tuple(m.eval["budgets"]) for g in groups for m in g.members if "budgets" in m.eval}
     if len(grids) > 1:
         notes.append(f"runs use {len(grids)} different budget grids; each is drawn on its own x values")
+    paired = K.paired_by_seed(groups)
     os.makedirs(out_dir, exist_ok=True)
     order = [g.label for g in groups]
     charts = write_eval_charts(out_dir, [Entry(label, ev) for label, (ev, _) in merged.items()], order)
@@ -123,14 +136,14 @@ def compare(paths: Sequence[str], out_dir: str, labels: Sequence[str] | None = N
     blocks: list[Block] = [Heading(title, 1),
                            Paragraph("Groups: " + "; ".join(f"{g.label} (n={len(g.members)})" for g in groups)
                                      + "."),
-                           *_tables(groups, stats, rows, targets),
+                           *_tables(groups, stats, rows, targets), *_paired_blocks(paired),
                            Heading("Charts"), *(Image(f, alt) for f, alt in charts)]
     if notes:
         blocks += [Heading("Notes"), *(Paragraph(n) for n in notes)]
     write_document(out_dir, "compare", blocks, title)
     result = {"title": title, "targets": targets, "groups": [{"label": g.label, "members": [m.name for m in g.members],
                                                               **stats[g.label]} for g in groups],
-              "runs": rows, "notes": notes, "charts": [f for f, _ in charts],
+              "runs": rows, "paired": paired, "notes": notes, "charts": [f for f, _ in charts],
               "curves": {label: {"eval": {k: dataclasses.asdict(c) for k, c in ev.items()},
                                  "training": {k: dataclasses.asdict(c) for k, c in tr.items()}}
                          for label, (ev, tr) in merged.items()}}

@@ -9,22 +9,19 @@ the two-process checkpoint test. Files never block a writer.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import subprocess
 import tempfile
 import time
 
-_default_log_dir: str | None = None
-
-
+@functools.cache
 def _session_log_dir() -> str:
     """Where children without a ``log_dir`` write (one dir per test session, removed when it ends)."""
-    global _default_log_dir
-    if _default_log_dir is None:
-        _default_log_dir = tempfile.mkdtemp(prefix="mrt-tests-children-")
-        atexit.register(shutil.rmtree, _default_log_dir, ignore_errors=True)
-    return _default_log_dir
+    path = tempfile.mkdtemp(prefix="mrt-tests-children-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 class Child:

@@ -2,6 +2,7 @@
 group, labels, different budget grids, escaping, strict JSON, and one-line errors with exit code 2."""
 
 import json
+import math
 import os
 
 import pytest
@@ -87,6 +88,33 @@ def test_training_metrics_are_averaged_per_run_then_over_runs(study, tmp_path, c
     md = (out / "compare.md").read_text()
     assert "| mrt | 4.000 ± 2.000 (2.000–6.000) | - | - | - |" in md
     assert "| base | -" not in md.split("## Training, mean over steps")[1].split("## Per run")[0]  # no training
+
+
+def test_groups_are_paired_by_seed_with_a_paired_t_test(study, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run([*study, f"--out={out}"], capsys) == (0, "")
+    paired = {(r["a"], r["b"]): r for r in json.loads((out / "compare.json").read_text())["paired"]}
+    base = "base (each seed's before-eval)"
+    assert list(paired) == [("mrt", base), ("grpo", base), ("grpo", "mrt")]
+    # final pass@1: mrt 0.6 0.7 0.8 (seeds 0-2), grpo 0.28 0.5 (seeds 0-1), every before-eval 0.4
+    mrt_base = paired[("mrt", base)]  # differences 0.2 0.3 0.4: t = 0.3 / (0.1 / sqrt 3); d.f. 2: p = 1 - t/sqrt(2+t^2)
+    t = 0.3 / (0.1 / math.sqrt(3))
+    assert mrt_base["seeds"] == [0, 1, 2] and mrt_base["b_values"] == pytest.approx([0.4] * 3)
+    assert (mrt_base["mean_difference"], mrt_base["t"]) == pytest.approx((0.3, t))
+    assert mrt_base["p"] == pytest.approx(1 - t / math.sqrt(2 + t * t), abs=1e-9)
+    grpo_mrt = paired[("grpo", "mrt")]  # seeds 0-1: -0.32, -0.2; d.f. 1 (Cauchy): p = 1 - 2 atan(|t|) / pi
+    t = -0.26 / (math.sqrt(0.0072) / math.sqrt(2))
+    assert grpo_mrt["seeds"] == [0, 1] and grpo_mrt["t"] == pytest.approx(t)
+    assert grpo_mrt["p"] == pytest.approx(1 - 2 * math.atan(abs(t)) / math.pi, abs=1e-9)
+    md = (out / "compare.md").read_text()
+    assert "| grpo | mrt | 0 1 | 0.280 0.500 | 0.600 0.700 | -0.260 |" in md
+
+
+def test_pairs_sharing_under_two_seeds_and_equal_differences_give_no_test():
+    from experiments.reporting.stats import paired_t, t_two_sided_p
+
+    assert paired_t([0.1]) == (None, None) and paired_t([0.1, 0.1]) == (None, None)
+    assert t_two_sided_p(0.0, 5) == pytest.approx(1.0) and t_two_sided_p(1e6, 3) < 1e-12
 
 
 def test_labels_group_runs_and_are_escaped(study, tmp_path, capsys):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from experiments.reporting import curves as C
 from experiments.reporting.run_sources import RunSource
-from experiments.reporting.stats import Stat, summarize
+from experiments.reporting.stats import Stat, is_finite_number, paired_t, summarize
 
 BASE_LABEL = "base"
 
@@ -117,6 +117,43 @@ def group_stats(rows: Sequence[dict], targets: Sequence[float], budgets: Sequenc
                            for b in budgets},
         "training": {k: summarize([r["training"][k] for r in rows]) for k in TRAINING_MEANS},
     }
+
+
+def _by_seed(members: Sequence[Member], ev_of) -> dict[int, float]:
+    """seed -> final pass@1 of ``ev_of(member)`` (the first member per seed; members without a seed are left out)."""
+    out: dict[int, float] = {}
+    for m in members:
+        seed, ev = m.source.config.get("seed"), ev_of(m)
+        value = final_pass(ev) if ev else None
+        if isinstance(seed, int) and not isinstance(seed, bool) and is_finite_number(value):
+            out.setdefault(seed, value)
+    return out
+
+
+def paired_by_seed(groups: Sequence[Group]) -> list[dict]:
+    """Final pass@1 differences between groups on the seeds they share (later group minus earlier one), with a
+    paired t-test: runs of one seed share their warm start and evaluation problems, so pairing removes that
+    spread. The automatic base group stands for every seed's before-eval here (the base table shows only the
+    first run's). Pairs sharing fewer than two seeds are left out."""
+    series = []
+    for g in groups:
+        if g.members and g.members[0].is_base:
+            runs = [m for other in groups for m in other.members if not m.is_base]
+            series.append((f"{g.label} (each seed's before-eval)", _by_seed(runs, lambda m: m.source.before)))
+        else:
+            series.append((g.label, _by_seed(g.members, lambda m: m.eval)))
+    rows = []
+    for i, (label_b, b) in enumerate(series):
+        for label_a, a in series[i + 1:]:
+            seeds = sorted(set(a) & set(b))
+            if len(seeds) < 2:
+                continue
+            diffs = [a[s] - b[s] for s in seeds]
+            t, p = paired_t(diffs)
+            rows.append({"a": label_a, "b": label_b, "seeds": seeds, "a_values": [a[s] for s in seeds],
+                         "b_values": [b[s] for s in seeds], "mean_difference": sum(diffs) / len(diffs), "t": t,
+                         "p": p})
+    return rows
 
 
 def group_curves(group: Group, notes: list[str]) -> tuple[dict[str, C.Curve], dict[str, C.Curve]]:

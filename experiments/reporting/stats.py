@@ -71,3 +71,29 @@ def fmt_stat(stat: Stat, digits: int = 3) -> str:
     elif stat.n_finite < stat.n:
         text += f" [{stat.n_finite}/{stat.n} runs]"
     return text
+
+
+def t_two_sided_p(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom. With x = sqrt(df) tan(theta) the density
+    becomes a constant times cos(theta)^(df - 1) on [0, pi/2), which Simpson's rule integrates to ~1e-12 for
+    any t (no scipy in the reports' dependencies)."""
+    theta_max = math.atan(abs(t) / math.sqrt(df))
+    scale = 2 * math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(math.pi)
+    n = 2000  # even
+    h = theta_max / n
+    f = lambda theta: math.cos(theta) ** (df - 1)  # noqa: E731
+    simpson = f(0.0) + f(theta_max) + sum((4 if i % 2 else 2) * f(i * h) for i in range(1, n))
+    return min(1.0, max(0.0, 1.0 - scale * simpson * h / 3))
+
+
+def paired_t(differences: Sequence[float]) -> tuple[float | None, float | None]:
+    """(t, two-sided p) of a paired t-test on per-seed differences; (None, None) if fewer than two or all equal."""
+    n = len(differences)
+    if n < 2:
+        return None, None
+    mean = sum(differences) / n
+    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))
+    if sd == 0:
+        return None, None
+    t = mean / (sd / math.sqrt(n))
+    return t, t_two_sided_p(t, n - 1)

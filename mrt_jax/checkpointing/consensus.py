@@ -1,4 +1,4 @@
-"""Decisions every JAX process must take the same way while restoring (no-ops in a single process).
+"""Decisions every JAX process must take the same way (no-ops in a single process): restoring, stopping.
 
 Restore lists step dirs, judges each, and quarantines broken ones by renaming them. If every process decided on
 its own, a slower process could list the dir after a faster one had already moved a broken step away, skip it,
@@ -28,11 +28,16 @@ def process_zero_steps(local_steps: list[int]) -> list[int]:
     return [int(s) for s in multihost_utils.broadcast_one_to_all(mine)]
 
 
-def failed_processes(ok: bool) -> list[int]:
-    """Indices of the processes that reported ``ok=False`` (same answer on every process)."""
+def every_process(flag: bool) -> list[bool]:
+    """Each process's ``flag``, in process order, on every process (a tiny all-gather; all must call it)."""
     if jax.process_count() == 1:
-        return [] if ok else [0]
+        return [flag]
     from jax.experimental import multihost_utils
 
-    flags = np.asarray(multihost_utils.process_allgather(np.asarray([int(ok)], np.int32), tiled=True))
-    return [i for i, f in enumerate(flags.tolist()) if not f]
+    flags = multihost_utils.process_allgather(np.asarray([int(flag)], np.int32), tiled=True)
+    return [bool(f) for f in np.asarray(flags).tolist()]
+
+
+def failed_processes(ok: bool) -> list[int]:
+    """Indices of the processes that reported ``ok=False`` (same answer on every process)."""
+    return [i for i, ok_i in enumerate(every_process(ok)) if not ok_i]

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from types import FrameType
 
 import jax
-import numpy as np
+
+from mrt_jax.checkpointing import consensus
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,7 @@ class PreemptionGuard:
         if jax.process_count() > 1:
             if self._polls % self.sync_every:
                 return False
-            from jax.experimental import multihost_utils
-
-            flags = multihost_utils.process_allgather(np.asarray([int(local)], np.int32))
-            local = bool(np.asarray(flags).any())
+            local = any(consensus.every_process(local))
         if local and self._received is not None:
             name = signal.Signals(self._received).name
             log.warning("received %s: saving a checkpoint at this step boundary, then exiting", name)
