@@ -3,7 +3,8 @@
 Each RUN_DIR is a training run dir, an eval dir (``eval.json``) or an offline-analysis dir (``analysis.json``).
 Runs sharing a label (default: the run's algo, else the dir name) are seeds of one group: drawn as the mean with a
 min/max band, tabulated as mean ± std (min–max) with the number of runs. The base model (the first run's
-before-eval) is its own group. Writes DIR/compare.md, DIR/compare.html (self-contained), DIR/compare.json, PNGs.
+before-eval) is its own group. Groups sharing seeds are also compared seed by seed (mean difference, paired
+t-test). Writes DIR/compare.md, DIR/compare.html (self-contained), DIR/compare.json, PNGs.
 Bad input (not a run/eval dir, no metrics, garbled or mismatched budgets): one line on stderr, exit code 2.
 """
 
