@@ -92,7 +92,7 @@ def main(argv=None) -> dict:
     for B in batches:
         prompts = rng.integers(3, cfg.vocab_size, (B, prompt)).tolist()
 
-        def ours():
+        def ours(prompts=prompts):
             out = sampler.generate(prompts, max_new_tokens=new, temperature=0, ignore_eos=True)
             assert int(out.lengths.min()) == new
             return out
@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
 
             ids = torch.tensor(prompts, device=hf.device)
 
-            def theirs():
+            def theirs(ids=ids):
                 with torch.no_grad():
                     out = hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
                                       do_sample=False, pad_token_id=0)

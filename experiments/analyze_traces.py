@@ -24,7 +24,6 @@ from experiments.config import OneLineErrorParser
 from experiments.eval_report import write_report_for
 
 
-
 def _numbers(name: str, cast):
     def parse(text: str):
         try:

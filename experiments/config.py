@@ -114,7 +114,8 @@ class ExperimentConfig:
         if not 0 <= self.process_id < self.num_processes:
             raise ValueError(f"--process_id={self.process_id} must be in [0, --num_processes={self.num_processes})")
         if self.num_processes > 1 and not self.coordinator:
-            raise ValueError(f"--num_processes={self.num_processes} needs --coordinator=HOST:PORT (process 0's address)")
+            raise ValueError(f"--num_processes={self.num_processes} needs --coordinator=HOST:PORT "
+                             "(process 0's address)")
         if self.coordinator and not re.fullmatch(r"[\w.\-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", self.coordinator):
             raise ValueError(f"--coordinator={self.coordinator!r} must be HOST:PORT, e.g. 10.0.0.2:1234")
         if self.prompts_per_step % self.num_processes:

@@ -28,7 +28,7 @@ class RunLayout:
     root: epath.Path
 
     @classmethod
-    def of(cls, run_dir: str | os.PathLike) -> "RunLayout":
+    def of(cls, run_dir: str | os.PathLike) -> RunLayout:
         return cls(absolute_dir(run_dir))
 
     @property

@@ -114,8 +114,15 @@ def run_learner(cfg, wait_timeout: float) -> dict:
     import jax
     from flax import nnx
 
-    from experiments.job_parts import (build_job, copy_into_sampler, end_step, finish_run, learn, make_evaluate,
-                                       read_eval)
+    from experiments.job_parts import (
+        build_job,
+        copy_into_sampler,
+        end_step,
+        finish_run,
+        learn,
+        make_evaluate,
+        read_eval,
+    )
     from experiments.mrt_math import _learner_config, _mesh, _prepare_run_dir
     from mrt_jax.checkpointing import Checkpointer, PreemptionGuard
     from mrt_jax.checkpointing.manager import commit_problem

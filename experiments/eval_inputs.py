@@ -13,13 +13,11 @@ import logging
 import os
 from collections.abc import Callable
 
+from mrt_jax.errors import UserError  # noqa: F401  (re-exported: the evaluator's callers catch it here)
+
 log = logging.getLogger("evaluate")
 
 CHECKPOINT_ITEMS = ("state", "meta")
-
-
-class UserError(Exception):
-    """A mistake in flags, paths or data: one line on stderr, exit code 2, no traceback."""
 
 
 @dataclasses.dataclass

@@ -123,8 +123,8 @@ def _settings(args, run_cfg, fmt, max_tokens: int):
 
 def _build_model(args, run_cfg, ckpt, problems):
     from experiments.config import ExperimentConfig
-    from experiments.setup_model import build
     from experiments.eval_inputs import restore_params
+    from experiments.setup_model import build
 
     if run_cfg is not None:  # the run's weights replace the initial ones: skip the demo's warm-start SFT
         cfg = dataclasses.replace(run_cfg, sft_steps=0)

@@ -19,6 +19,7 @@ import sys
 import time
 
 from experiments.config import ExperimentConfig, parse_args
+from mrt_jax.errors import UserError  # one line on stderr, exit code 2, no traceback
 
 log = logging.getLogger("mrt_math")
 
@@ -26,10 +27,6 @@ log = logging.getLogger("mrt_math")
 # The process layout is one of them: the data order, random streams and row placement do not depend on it.
 RESUMABLE_FIELDS = ("steps", "resume", "run_dir", "eval_every", "save_every", "keep_last", "compile_only",
                     "coordinator", "num_processes", "process_id")
-
-
-class UserError(Exception):
-    """A mistake in flags, paths or data: reported as one line on stderr, exit code 2, no traceback."""
 
 
 def _mesh(cfg: ExperimentConfig):
@@ -123,8 +120,16 @@ def run(cfg: ExperimentConfig) -> dict:
     from flax import nnx
 
     from experiments import rollout as rollout_lib
-    from experiments.job_parts import (build_job, copy_into_sampler, end_step, finish_run, load_into_sampler,
-                                       make_evaluate, read_eval, rollout_seed)
+    from experiments.job_parts import (
+        build_job,
+        copy_into_sampler,
+        end_step,
+        finish_run,
+        load_into_sampler,
+        make_evaluate,
+        read_eval,
+        rollout_seed,
+    )
     from mrt_jax.checkpointing import Checkpointer, PreemptionGuard
     from mrt_jax.data import PipelineConfig, prompt_iterator
     from mrt_jax.distributed import allgather_rows, is_main_process, local_mesh_of, local_replica, process_share

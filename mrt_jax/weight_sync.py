@@ -48,7 +48,8 @@ def reshard(params: Any, target: Any, *, donate: bool = False) -> Any:
     ``target``: a tree like ``params`` of ``Sharding``s, or of arrays / ``ShapeDtypeStruct``s carrying them (e.g.
     the sampler's current params). ``donate=True`` frees the source buffers (only if the learner no longer needs
     them). Without ``donate`` the result never aliases ``params`` (a jitted identity returns fresh buffers), so
-    the caller may donate ``params`` afterwards. No host transfer happens: run it under ``jax.transfer_guard_device_to_host("disallow")`` to check.
+    the caller may donate ``params`` afterwards. No host transfer happens: run it under
+    ``jax.transfer_guard_device_to_host("disallow")`` to check.
     """
     leaves, treedef = jax.tree.flatten(params)
     t_leaves, t_treedef = jax.tree.flatten(target, is_leaf=lambda x: isinstance(x, Sharding))

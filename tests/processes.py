@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 
+
 @functools.cache
 def _session_log_dir() -> str:
     """Where children without a ``log_dir`` write (one dir per test session, removed when it ends)."""

@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from mrt_jax.checkpointing import CheckpointError, Checkpointer
+from mrt_jax.checkpointing import Checkpointer, CheckpointError
 from mrt_jax.sharding import make_mesh
 
 

@@ -4,7 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mrt_jax.data.pipeline import PipelineConfig, collate, make_dataset, pad_left, prompt_iterator, tfds_source
 

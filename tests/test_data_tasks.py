@@ -3,7 +3,8 @@
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mrt_jax.data.answers import extract_answer, last_boxed, parse_rational, rational_match
 from mrt_jax.data.tasks import TASKS, get_task, verify

@@ -4,12 +4,11 @@ import math
 
 import jax
 import pytest
-
-from mrt_jax.distributed.memory import GiB, estimate_memory, param_elems_per_chip, abstract_mesh
-from mrt_jax.distributed.planner import PlanError, plan_mesh
-from mrt_jax.distributed.slices import SLICES, get_slice, resolve_slice
 from flax import nnx
 
+from mrt_jax.distributed.memory import GiB, abstract_mesh, estimate_memory, param_elems_per_chip
+from mrt_jax.distributed.planner import PlanError, plan_mesh
+from mrt_jax.distributed.slices import SLICES, get_slice, resolve_slice
 from mrt_jax.models import Decoder, get_preset, param_shapes, param_shardings, shard_model
 from mrt_jax.sharding import make_mesh
 

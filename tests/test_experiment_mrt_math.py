@@ -156,6 +156,15 @@ def test_compile_only_compiles_the_real_learner_step_for_a_tpu_slice(capsys):
     assert report["compiled"]["train"]["peak"] > 0 and report["compiled"]["decode"]["peak"] > 0
 
 
+def test_compile_only_without_libtpu_is_a_one_line_error_with_the_install_command(capsys, monkeypatch):
+    from mrt_jax.distributed import aot
+
+    monkeypatch.setattr(aot, "libtpu_available", lambda: False)
+    assert main(["--compile_only", "--tpu=v5e-4", "--model=tiny", "--preset=tiny"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs libtpu" in err[0] and "pip install 'jax[tpu]==" in err[0], err
+
+
 @pytest.mark.parametrize("algo", ["grpo", "mrt_star"])
 def test_other_algorithms_run_a_step(algo, tmp_path, monkeypatch):
     monkeypatch.setenv("MRT_JAX_CACHE", str(tmp_path / "cache"))

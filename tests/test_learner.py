@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from mrt_jax.learner import (
-    LearnerConfig, create_train_state, make_train_step, reference_logprobs, token_logprobs,
+    LearnerConfig,
+    create_train_state,
+    make_train_step,
+    reference_logprobs,
+    token_logprobs,
 )
 from mrt_jax.models import KVCache, get_preset
 from mrt_jax.sharding import make_mesh

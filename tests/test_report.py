@@ -12,9 +12,9 @@ from PIL import Image
 
 from experiments import report
 from experiments.compare import main as compare_main
+from experiments.report import write_eval_report, write_report
 from experiments.reporting.curves import regret_by_budget
 from experiments.reporting.plots import CHART_SIZE, DPI, moving_average, plain_text
-from experiments.report import write_eval_report, write_report
 from tests.report_fixtures import eval_dict, make_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

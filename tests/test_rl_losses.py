@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from mrt_jax.rl import (
-    aggregation_weights, clipped_surrogate, entropy_from_logits, kl_penalty, policy_loss, sft_nll_loss,
+    aggregation_weights,
+    clipped_surrogate,
+    entropy_from_logits,
+    kl_penalty,
+    policy_loss,
+    sft_nll_loss,
 )
 
 

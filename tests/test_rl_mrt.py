@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 
 from mrt_jax.rl import (
-    aggregation_weights, episode_progress, grpo_advantages, mixed_group_advantages, mrt_dense_advantages,
-    policy_loss, termination_baseline_advantages,
+    aggregation_weights,
+    episode_progress,
+    grpo_advantages,
+    mixed_group_advantages,
+    mrt_dense_advantages,
+    policy_loss,
+    termination_baseline_advantages,
 )
 
 B, G, T, V = 2, 4, 6, 5

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from mrt_jax.rl import (
-    j_curve_by_episode, j_curve_by_tokens, mean_normalized_regret, normalized_regret, tokens_to_accuracy,
+    j_curve_by_episode,
+    j_curve_by_tokens,
+    mean_normalized_regret,
+    normalized_regret,
+    tokens_to_accuracy,
 )
 
 

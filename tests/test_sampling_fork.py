@@ -19,7 +19,8 @@ def test_fork_equals_from_scratch(sampler):
     fk = sampler.fork(src, branches, max_new_tokens=7, temperature=0)
     assert len(fk) == 5
     expect_prefix = [PROMPTS[0] + src.tokens[0][:5] + [30, 31, 32]] * 2 + [
-        PROMPTS[1] + src.tokens[1] + [40], PROMPTS[2], PROMPTS[1] + src.tokens[1][:3] + sampler.tokenizer.encode("ab cd")]
+        PROMPTS[1] + src.tokens[1] + [40], PROMPTS[2],
+        PROMPTS[1] + src.tokens[1][:3] + sampler.tokenizer.encode("ab cd")]
     assert fk.prompt_tokens == expect_prefix
     scratch = sampler.generate(expect_prefix, max_new_tokens=7, temperature=0)
     assert fk.tokens == scratch.tokens

@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from mrt_jax.sharding import make_mesh
 from mrt_jax.weight_sync import StalenessPolicy, WeightPublisher, WeightSubscriber, reshard, staleness

@@ -1,7 +1,7 @@
 """Checkpoints: asynchronous Orbax saves with validated resume, preemption handling, config compatibility."""
 
 from mrt_jax.checkpointing.config_check import ConfigMismatchError, check_config_compatible, config_differences
-from mrt_jax.checkpointing.manager import CheckpointError, Checkpointer
+from mrt_jax.checkpointing.manager import Checkpointer, CheckpointError
 from mrt_jax.checkpointing.preemption import PreemptionGuard
 from mrt_jax.checkpointing.tree import on_mesh
 

@@ -16,7 +16,8 @@ Trace prefixes are cut at episode boundaries *before* the blank line, so suffixe
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 R1_CUES = ("Wait", "But wait", "Alternatively", "But hold on")
 MRT_REFERENCE_SUFFIX = (

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import grain
 import numpy as np
@@ -40,7 +41,7 @@ class PipelineConfig:
             raise ValueError(f"PipelineConfig: batch_size={self.batch_size} (>= 1), length_window="
                              f"{self.length_window} (>= 0), num_epochs={self.num_epochs} (None or >= 1)")
 
-    def resolved(self) -> "PipelineConfig":
+    def resolved(self) -> PipelineConfig:
         """The config with process_index/process_count filled from JAX when unset; validated."""
         index, count = self.process_index, self.process_count
         if index is None or count is None:
@@ -171,7 +172,7 @@ class ResumableIterator:
         options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
         self._it = iter(dataset.to_iter_dataset(options))
 
-    def __iter__(self) -> "ResumableIterator":
+    def __iter__(self) -> ResumableIterator:
         return self
 
     def __next__(self) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from mrt_jax.data.formats import PLAIN, PromptFormat
 from mrt_jax.data.tasks import Problem, get_task

@@ -14,7 +14,8 @@ import io
 import json
 import os
 import tempfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 SPECIAL_SYMBOLS = ("\n", "<think>", "</think>", "\\boxed{")
 

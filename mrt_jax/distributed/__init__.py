@@ -6,7 +6,13 @@ optax and, for TPU targets, libtpu).
 
 from mrt_jax.distributed.memory import MemoryEstimate, estimate_memory
 from mrt_jax.distributed.multihost import (
-    ProcessInfo, allgather_rows, global_array_from_local, init_distributed, is_main_process, local_rows, log_on_main,
+    ProcessInfo,
+    allgather_rows,
+    global_array_from_local,
+    init_distributed,
+    is_main_process,
+    local_rows,
+    log_on_main,
     process_share,
 )
 from mrt_jax.distributed.planner import MeshPlan, PlanError, plan_mesh

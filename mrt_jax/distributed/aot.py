@@ -37,7 +37,10 @@ def slice_devices(spec: SliceSpec) -> list:
     if spec.platform != "tpu":
         return list(jax.devices())
     if not libtpu_available():
-        raise RuntimeError(f"compiling for {spec.name} needs libtpu: pip install 'jax[tpu]=={jax.__version__}'")
+        from mrt_jax.errors import MissingDependencyError
+
+        raise MissingDependencyError(f"compiling for {spec.name} needs libtpu, which is not installed: "
+                                     f"pip install 'jax[tpu]=={jax.__version__}'")
     # Compiling never touches a chip, so let several compile-only processes share libtpu's host lock.
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies

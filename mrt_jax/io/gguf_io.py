@@ -9,11 +9,15 @@ rotate-half ("neox") RoPE in llama.cpp and its tensors are stored unpermuted.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mrt_jax.io.assemble import CheckpointError
 from mrt_jax.models import ModelConfig
+
+if TYPE_CHECKING:  # imported on use at run time
+    import gguf
 
 SUPPORTED_QUANT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
 SUPPORTED_GGUF_ARCHITECTURES = ("llama", "qwen2")

@@ -4,7 +4,12 @@ from mrt_jax.learner.config import LearnerConfig
 from mrt_jax.learner.logprobs import default_positions, logprobs_from_logits, token_logprobs
 from mrt_jax.learner.state import TrainState, create_train_state, lr_schedule, make_optimizer, state_shardings
 from mrt_jax.learner.step import (
-    REQUIRED_KEYS, batch_sharding, build_train_step, check_batch, make_train_step, reference_logprobs,
+    REQUIRED_KEYS,
+    batch_sharding,
+    build_train_step,
+    check_batch,
+    make_train_step,
+    reference_logprobs,
 )
 
 __all__ = [

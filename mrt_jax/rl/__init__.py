@@ -5,18 +5,36 @@ Every function is pure and documents its formula; shapes are in the names (``r_b
 """
 
 from mrt_jax.rl.advantages import (
-    STD_SCALES, broadcast_to_tokens, dr_grpo_advantages, grpo_advantages, grpo_sequence_advantages, rloo_advantages,
+    STD_SCALES,
+    broadcast_to_tokens,
+    dr_grpo_advantages,
+    grpo_advantages,
+    grpo_sequence_advantages,
+    rloo_advantages,
 )
 from mrt_jax.rl.losses import (
-    AGGREGATIONS, KL_ESTIMATORS, aggregation_weights, clipped_surrogate, entropy_from_logits, kl_penalty,
-    policy_loss, sft_nll_loss,
+    AGGREGATIONS,
+    KL_ESTIMATORS,
+    aggregation_weights,
+    clipped_surrogate,
+    entropy_from_logits,
+    kl_penalty,
+    policy_loss,
+    sft_nll_loss,
 )
 from mrt_jax.rl.mrt import (
-    episode_progress, mixed_group_advantages, mrt_dense_advantages, normalize_progress,
+    episode_progress,
+    mixed_group_advantages,
+    mrt_dense_advantages,
+    normalize_progress,
     termination_baseline_advantages,
 )
 from mrt_jax.rl.regret import (
-    j_curve_by_episode, j_curve_by_tokens, mean_normalized_regret, normalized_regret, tokens_to_accuracy,
+    j_curve_by_episode,
+    j_curve_by_tokens,
+    mean_normalized_regret,
+    normalized_regret,
+    tokens_to_accuracy,
 )
 from mrt_jax.rl.star import select_star_traces
 

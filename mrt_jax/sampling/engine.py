@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
 from mrt_jax.models.config import ModelConfig
 from mrt_jax.models.layerwise import LayerwiseWeights, forward_cached, layerwise_logits
 from mrt_jax.sampling.sample_logits import SamplingParams, sample_tokens

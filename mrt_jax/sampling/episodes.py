@@ -3,8 +3,8 @@
 Three rules, one config:
 - ``markers`` (R1-style open-ended traces): split the text into paragraphs on ``separator`` ("\\n\\n"); a paragraph
   that starts with a marker ("Wait", "Alternatively", ...) starts a new episode, unless it lies fewer than
-  ``min_gap`` paragraphs after the previous kept boundary (or the trace start); at most ``max_boundaries`` are kept; then consecutive
-  episodes are merged ``group`` at a time (every ``group``-th boundary survives).
+  ``min_gap`` paragraphs after the previous kept boundary (or the trace start); at most ``max_boundaries`` are kept;
+  then consecutive episodes are merged ``group`` at a time (every ``group``-th boundary survives).
 - ``backtrack``: the same machinery on lines (``separator="\\n"``) with markers such as "Backtrack to".
 - ``grid``: a boundary every ``grid`` tokens (model-agnostic).
 

@@ -38,7 +38,7 @@ class SampleOutput:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def select(self, rows: list[int]) -> "SampleOutput":
+    def select(self, rows: list[int]) -> SampleOutput:
         """These rows, in this order (without a kept cache: its slots are per original row)."""
         pick = lambda xs: [xs[r] for r in rows]  # noqa: E731
         return SampleOutput(pick(self.tokens), pick(self.logprobs), pick(self.sample_logprobs),

@@ -7,7 +7,8 @@ host checks the decoded text between chunks (stop strings may span token boundar
 
 Both run on the sampler's own per-layer copy of the weights (``mrt_jax.models.layerwise``: no weight copies per
 step on XLA:CPU, fused q/k/v and gate/up matmuls), rebuilt by ``update_params``; it costs one more copy of the
-layer weights (and of an untied output projection) in memory. ``state`` keeps the decoder's stacked layout (weight sync).
+layer weights (and of an untied output projection) in memory.
+``state`` keeps the decoder's stacked layout (weight sync).
 """
 
 from __future__ import annotations

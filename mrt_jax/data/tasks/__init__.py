@@ -4,7 +4,7 @@ reasoning-gym dataset."""
 from __future__ import annotations
 
 from mrt_jax.data.tasks.arithmetic import Arithmetic
-from mrt_jax.data.tasks.base import ProceduralTask, Problem, Trace, seeded_rng
+from mrt_jax.data.tasks.base import Problem, ProceduralTask, Trace, seeded_rng
 from mrt_jax.data.tasks.countdown import Countdown
 from mrt_jax.data.tasks.gym import GymTask
 from mrt_jax.data.tasks.linear import LinearEquation

@@ -1,8 +1,8 @@
 """Multi-step integer arithmetic: ``Compute 3+4*2-5.`` (``*`` before ``+``/``-``, then left to right).
 
-Difficulty d (0..6): d+1 operations, operands up to 9 (d <= 2), 20 (d <= 4) or 50; d=0 is a single operation. A worked attempt writes each step
-(``4*2=8, 3+8=11, 11-5=6``); its check inverts every step in order (``8/2=4, 11-8=3, 6+5=11``) and stops at the
-first mismatch, so a slipped step is caught and the retry resumes from it.
+Difficulty d (0..6): d+1 operations, operands up to 9 (d <= 2), 20 (d <= 4) or 50; d=0 is a single operation. A
+worked attempt writes each step (``4*2=8, 3+8=11, 11-5=6``); its check inverts every step in order (``8/2=4, 11-8=3,
+6+5=11``) and stops at the first mismatch, so a slipped step is caught and the retry resumes from it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import random
 from fractions import Fraction
 
 from mrt_jax.data.answers import format_rational, rational_match
-from mrt_jax.data.tasks.base import ProceduralTask, Problem
+from mrt_jax.data.tasks.base import Problem, ProceduralTask
 
 _SLIPS = (-10, -2, -1, 1, 2, 10)
 
@@ -88,7 +88,7 @@ class Arithmetic(ProceduralTask):
                 work_n[i: i + 2] = [c]
                 del work_o[i]
             checks, bad = [], None
-            for k, (a, op, b, c, before_n, before_o) in enumerate(steps):
+            for k, (a, op, b, c, _before_n, _before_o) in enumerate(steps):
                 inv, val = _inverse(a, op, b, c)
                 checks.append(f"{inv}={format_rational(val)}")
                 if val != a:

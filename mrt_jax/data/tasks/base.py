@@ -12,7 +12,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import random
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 
 @dataclasses.dataclass(frozen=True)

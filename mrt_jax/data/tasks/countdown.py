@@ -15,7 +15,7 @@ from collections import Counter
 from fractions import Fraction
 
 from mrt_jax.data.answers import extract_answer
-from mrt_jax.data.tasks.base import ProceduralTask, Problem
+from mrt_jax.data.tasks.base import Problem, ProceduralTask
 
 _KEY = re.compile(r"^target=(-?\d+);numbers=(\d+(?:,\d+)*)$")
 _TOKEN = re.compile(r"\s*(\d+|[-+*/()])")

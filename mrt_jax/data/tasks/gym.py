@@ -12,7 +12,7 @@ import random
 from typing import Any
 
 from mrt_jax.data.answers import extract_answer
-from mrt_jax.data.tasks.base import ProceduralTask, Problem, Trace
+from mrt_jax.data.tasks.base import Problem, ProceduralTask, Trace
 
 GYM_SIZE = 10_000  # entries per (dataset, seed); problem index i uses entry i % GYM_SIZE
 

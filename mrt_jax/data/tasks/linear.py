@@ -1,8 +1,8 @@
 """Linear equations in one unknown: ``Solve for x: 3x + 5 = 2x + 9.`` with an integer (difficulty <= 2) or rational
 solution. Coefficients grow with difficulty (up to 9, 20, 50).
 
-A worked attempt writes the collected terms ``(a-c)x = d-b`` and divides; its check substitutes x into both sides. Slips are
-the usual ones: a sign error when moving a constant, or dividing by the wrong coefficient.
+A worked attempt writes the collected terms ``(a-c)x = d-b`` and divides; its check substitutes x into both sides.
+Slips are the usual ones: a sign error when moving a constant, or dividing by the wrong coefficient.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from fractions import Fraction
 
 from mrt_jax.data.answers import format_rational, rational_match
-from mrt_jax.data.tasks.base import ProceduralTask, Problem
+from mrt_jax.data.tasks.base import Problem, ProceduralTask
 
 _EQ = re.compile(r"^Solve for x: (-?\d*)x ([+-]) (\d+) = (-?\d*)x ([+-]) (\d+)\.$")
 
