@@ -51,8 +51,28 @@ def make_mesh(
             f"mesh data={data} x fsdp={fsdp} x tensor={tensor} = {data * fsdp * tensor} devices, "
             f"but {len(devices)} devices are available; choose axis sizes whose product is {len(devices)}"
         )
-    arr = np.asarray(devices, dtype=object).reshape(data, fsdp, tensor)
-    return Mesh(arr, MESH_AXES, axis_types=(AxisType.Auto,) * 3)
+    return Mesh(device_grid((data, fsdp, tensor), devices), MESH_AXES, axis_types=(AxisType.Auto,) * 3)
+
+
+def device_grid(shape: Sequence[int], devices: Sequence[jax.Device]) -> np.ndarray:
+    """``devices`` arranged as ``shape``. TPUs: by their ICI coordinates (``mesh_utils.create_device_mesh``, so
+    neighbours on a mesh axis are neighbours on the torus), and over several slices with the first (``data``) axis
+    across slices (``create_hybrid_device_mesh``: only data-parallel traffic crosses the slower DCN). Devices
+    without coordinates (CPU, GPU) keep the given order."""
+    devices = list(devices)
+    if not devices or devices[0].platform != "tpu" or len(devices) == 1:
+        return np.asarray(devices, dtype=object).reshape(shape)
+    from jax.experimental import mesh_utils
+
+    slices = sorted({getattr(d, "slice_index", 0) for d in devices})
+    if len(slices) == 1:
+        return mesh_utils.create_device_mesh(shape, devices=devices, allow_split_physical_axes=True)
+    if shape[0] % len(slices):
+        raise ValueError(f"the data axis ({shape[0]}) must be a multiple of the {len(slices)} slices: each slice "
+                         f"holds whole data-parallel replicas; choose data={len(slices)} x k")
+    per_slice = (shape[0] // len(slices), *shape[1:])
+    return mesh_utils.create_hybrid_device_mesh(per_slice, (len(slices),) + (1,) * (len(shape) - 1),
+                                                devices=devices, allow_split_physical_axes=True)
 
 
 def single_device_mesh() -> Mesh:

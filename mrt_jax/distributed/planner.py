@@ -42,15 +42,8 @@ class MeshPlan:
         return (self.data, self.fsdp, self.tensor)
 
     def make_mesh(self, devices: Sequence[jax.Device] | None = None) -> Mesh:
-        """The planned mesh over ``devices`` (default: all), ordered by the physical topology when it has one."""
-        devices = list(jax.devices() if devices is None else devices)
-        try:
-            from jax.experimental import mesh_utils
-
-            devices = list(mesh_utils.create_device_mesh(self.axes, devices=devices).flat)
-        except Exception:  # CPU/GPU devices without coordinates: keep the given order
-            pass
-        return make_mesh(*self.axes, devices=devices)
+        """The planned mesh over ``devices`` (default: all); TPUs in ICI order (``sharding.device_grid``)."""
+        return make_mesh(*self.axes, devices=list(jax.devices() if devices is None else devices))
 
     def table(self) -> str:
         head = (f"slice {self.slice.name}: mesh data={self.data} fsdp={self.fsdp} tensor={self.tensor}; "
