@@ -100,7 +100,8 @@ class AotReport:
         return json.dumps(d, sort_keys=True)
 
 
-def _stats(name: str, compiled, seconds: float) -> CompiledStats:
+def compiled_stats(name: str, compiled, seconds: float) -> CompiledStats:
+    """XLA's per-chip memory and FLOPs of a compiled program."""
     ma = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
@@ -155,7 +156,7 @@ def compile_for_slice(
         t0 = time.perf_counter()
         with jax.set_mesh(mesh):
             compiled = jax.jit(step.fn, donate_argnums=step.donate_argnums).lower(*step.args).compile()
-        steps.append(_stats(step.name, compiled, time.perf_counter() - t0))
+        steps.append(compiled_stats(step.name, compiled, time.perf_counter() - t0))
     return AotReport(plan, model_name, shape, tuple(steps))
 
 

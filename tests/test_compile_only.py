@@ -1,0 +1,56 @@
+"""``--compile_only`` compiles the job's own programs: the shapes ``job_shapes`` derives equal the ones the job
+builds, and the learner step lowered from the abstract TrainState is the program the job's step runs."""
+
+import hashlib
+
+import jax
+import pytest
+
+from experiments.config import parse_args
+from experiments.job_shapes import job_shapes, sampler_calls
+from mrt_jax.learner import abstract_train_state, batch_sharding, create_train_state, make_train_step
+from mrt_jax.sharding import make_mesh
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path, monkeypatch):
+    monkeypatch.setenv("MRT_JAX_CACHE", str(tmp_path / "cache"))
+    return parse_args(["--preset=tiny", f"--run_dir={tmp_path / 'run'}"])
+
+
+def test_job_shapes_are_the_jobs(tiny_cfg):
+    from experiments.job_parts import build_job
+
+    parts = build_job(tiny_cfg, None)
+    shapes = job_shapes(tiny_cfg)
+    assert (shapes.max_prompt, shapes.cache_len) == (parts.max_prompt, parts.cache_len)
+    assert shapes.model_cfg == parts.model.cfg
+    assert shapes.pad_id == parts.tokenizer.pad_id
+    assert shapes.train_len == parts.settings.max_prompt_tokens + parts.settings.max_new_tokens
+    calls = {c.name: c.shape for c in sampler_calls(tiny_cfg, shapes, processes=1, shards=1)}
+    # tiny: 2 prompts x 2 samples; the fork: J_0 per prompt + one branch per boundary (max_episodes - 1 per row),
+    # meta_samples answers each, padded to a power of two.
+    assert calls["rollout"].rows == 4 and calls["fork"].rows == 16
+
+
+def _text(lowered) -> str:
+    return hashlib.sha256(lowered.as_text().encode()).hexdigest()
+
+
+def test_learner_program_from_abstract_state_is_the_jobs(tiny_cfg):
+    from experiments.mrt_math import _learner_config
+
+    shapes = job_shapes(tiny_cfg)
+    lcfg = _learner_config(tiny_cfg)
+    mesh = make_mesh(1, 8, 1)
+    bt = (8, shapes.train_len)
+    real_state = create_train_state(shapes.model_cfg, lcfg, mesh)
+    step = make_train_step(lcfg, shapes.model_cfg, mesh)
+    batch = {k: jax.device_put(jax.numpy.zeros(bt, jax.numpy.int32 if k == "tokens" else
+                                               jax.numpy.bool_ if k == "attn_mask" else jax.numpy.float32),
+                               batch_sharding(mesh, bt)) for k in shapes.batch_keys}
+    abstract = abstract_train_state(shapes.model_cfg, lcfg, mesh)
+    abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=v.sharding) for k, v in batch.items()}
+    assert _text(step.lower(abstract, abstract_batch)) == _text(step.lower(real_state, batch))
+    state, metrics = step(real_state, batch)  # and the step still runs
+    assert int(state.step) == 1
