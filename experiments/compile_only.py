@@ -80,7 +80,7 @@ def _cache_bytes(cfg_model, shape, shards: int, slots: int) -> int:
 def compile_job(cfg, lcfg, shapes: JobShapes | None = None) -> dict:
     """Compile the job's programs for ``cfg.tpu`` and return the report (a JSON-able dict)."""
     from mrt_jax.distributed import get_slice, local_mesh_of
-    from mrt_jax.distributed.aot import slice_devices
+    from mrt_jax.distributed.aot import one_host_slice, slice_devices
     from mrt_jax.learner import abstract_train_state, batch_sharding, make_train_step
     from mrt_jax.sampling.programs import abstract_weights, sampler_programs, sampler_shards
     from mrt_jax.sharding import make_mesh
@@ -104,12 +104,31 @@ def compile_job(cfg, lcfg, shapes: JobShapes | None = None) -> dict:
 
     shards = sampler_shards(sampler_mesh)
     calls = sampler_calls(cfg, shapes, processes, shards)
-    for call in calls:
-        for prog in sampler_programs(mcfg, sampler_mesh, call.shape, pad_id=shapes.pad_id, n_stops=shapes.n_stops,
-                                     greedy=call.greedy, use_filter=call.use_filter):
-            with jax.set_mesh(sampler_mesh):
-                programs[f"{call.name} {prog.name}"] = _compile(
-                    f"{call.name} {prog.name}", lambda p=prog: p.fn.lower(*p.args, **p.kwargs))
+    notes = []
+
+    def compile_sampler(on_mesh):
+        for call in calls:
+            for prog in sampler_programs(mcfg, on_mesh, call.shape, pad_id=shapes.pad_id, n_stops=shapes.n_stops,
+                                         greedy=call.greedy, use_filter=call.use_filter):
+                with jax.set_mesh(on_mesh):
+                    programs[f"{call.name} {prog.name}"] = _compile(
+                        f"{call.name} {prog.name}", lambda p=prog: p.fn.lower(*p.args, **p.kwargs))
+
+    try:
+        compile_sampler(sampler_mesh)
+    except jax.errors.JaxRuntimeError as e:
+        if spec.hosts == 1:
+            raise
+        # libtpu will not compile for a part of a multi-host v5e slice (v5e-64: "limited ICI routing"; v5e-16: a
+        # replica group of device ids it does not expect). One host's chips are a one-host slice of the same
+        # shape: compile there (the per-chip bytes are those of the job's sampler mesh).
+        host = one_host_slice(spec)
+        why = str(e).strip().splitlines()[0][:200]
+        sampler_mesh = make_mesh(len(sampler_mesh.devices.flat), 1, 1, devices=slice_devices(host))
+        notes.append(f"libtpu refuses to compile for {len(sampler_mesh.devices.flat)} of the {len(devices)} chips of "
+                     f"{spec.name} ({why}); the sampler programs were compiled on a one-host {host.name} instead. "
+                     f"The job's per-host sampler may meet the same refusal on the real slice: check it there")
+        compile_sampler(sampler_mesh)
 
     # The fast weights share the replica's embedding and final norm (and, tied, the output head); the rest is a copy.
     weights = abstract_weights(mcfg, sampler_mesh)
@@ -128,7 +147,7 @@ def compile_job(cfg, lcfg, shapes: JobShapes | None = None) -> dict:
             "hbm_per_chip": spec.memory_per_chip(), "dtype": {"param": mcfg.param_dtype, "compute": mcfg.dtype},
             "remat": mcfg.remat, "learner_mesh": dict(mesh.shape), "sampler_mesh": dict(sampler_mesh.shape),
             "train_batch": list(bt), "sampler_calls": {c.name: c.shape._asdict() for c in calls},
-            "programs": programs, "resident": resident, "phases": phases,
+            "programs": programs, "resident": resident, "phases": phases, "notes": notes,
             "peak": max(sum(p.values()) for p in phases.values())}
 
 
@@ -150,6 +169,7 @@ def report_table(rep: dict) -> str:
         top = max(parts, key=parts.get)
         lines.append(f"  {phase:<8}{total / GiB:8.2f} GiB  dominated by {top} ({parts[top] / GiB:.2f} GiB); "
                      + ", ".join(f"{k} {v / GiB:.2f}" for k, v in parts.items()))
+    lines += [f"note: {n}" for n in rep["notes"]]
     verdict = "fits" if rep["peak"] <= hbm else f"does NOT fit: over by {(rep['peak'] - hbm) / GiB:.2f} GiB"
     lines.append(f"peak {rep['peak'] / GiB:.2f} GiB per chip: {verdict}")
     return "\n".join(lines)

@@ -54,3 +54,24 @@ def test_learner_program_from_abstract_state_is_the_jobs(tiny_cfg):
     assert _text(step.lower(abstract, abstract_batch)) == _text(step.lower(real_state, batch))
     state, metrics = step(real_state, batch)  # and the step still runs
     assert int(state.step) == 1
+
+
+def test_multi_host_v5e_sampler_programs_compile_on_one_hosts_chips(capsys, tmp_path, monkeypatch):
+    """v5e-16 (4 hosts): the learner over all 16 chips, the sampler on one host's 4; libtpu refuses a program on
+    4 of a v5e slice's 16 chips, so those compile on a one-host v5e-4, and the report says so."""
+    import json
+
+    from experiments.mrt_math import main
+    from mrt_jax.distributed.aot import libtpu_available
+
+    if not libtpu_available():
+        pytest.skip("libtpu is not installed (scripts/setup.sh installs it)")
+    monkeypatch.setenv("MRT_JAX_CACHE", str(tmp_path / "cache"))
+    assert main(["--compile_only", "--tpu=v5e-16", "--preset=tiny"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    rep = json.loads(out[-1])
+    assert rep["processes"] == 4 and rep["learner_mesh"]["fsdp"] == 16 and rep["sampler_mesh"]["data"] == 4
+    assert rep["train_batch"][0] == 16  # 8 prompts (rounded up for 4 hosts and 16 chips) x 2 samples
+    assert rep["sampler_calls"]["rollout"]["rows"] == 4  # 2 prompts x 2 samples on each host
+    assert any("compiled on a one-host v5e-4" in n for n in rep["notes"])
+    assert any(line.startswith("note: libtpu refuses") for line in out)

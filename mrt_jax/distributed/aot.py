@@ -53,6 +53,18 @@ def slice_devices(spec: SliceSpec) -> list:
     return list(topo.devices)
 
 
+def one_host_slice(spec: SliceSpec) -> SliceSpec:
+    """The single-host slice of ``spec``'s generation with one host's chips (v5e-64 -> v5e-4): where programs
+    that run on one host's chips are compiled when libtpu refuses a part of ``spec`` (v5e: "limited ICI
+    routing": a device assignment must cover the whole slice)."""
+    from mrt_jax.distributed.slices import SLICES
+
+    for s in SLICES.values():
+        if s.generation == spec.generation and s.hosts == 1 and s.chips == spec.chips_per_host:
+            return s
+    raise ValueError(f"no single-host {spec.generation} slice with {spec.chips_per_host} chips among the presets")
+
+
 @dataclasses.dataclass(frozen=True)
 class CompiledStats:
     """XLA's per-chip bytes for one compiled step; peak = arguments + outputs - aliased (donated) + temporaries."""
