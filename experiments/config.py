@@ -149,7 +149,7 @@ class ExperimentConfig:
 
 def _slice(name: str):
     """The slice preset of ``--tpu``; an unknown name is a one-line error listing the allowed ones."""
-    from mrt_jax.distributed.slices import get_slice
+    from mrt_jax.slice_presets import get_slice  # imports no JAX: the job sets JAX_PLATFORMS after parsing
 
     try:
         return get_slice(name)

@@ -71,3 +71,15 @@ def test_pure_rules():
     assert fitting_prompts(8, 16, 64, 4) == 16 and fitting_prompts(17, 16, 64, 4) == 32
     assert misfit(16, 4, "v5e-64", 16, 64) is None
     assert "set --prompts_per_step=16" in misfit(8, 4, "v5e-64", 16, 64)
+
+
+def test_parsing_a_slice_imports_no_jax():
+    """The job sets JAX_PLATFORMS after parsing its flags; JAX reads it when imported, so parsing must not."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from experiments.config import parse_args; parse_args(['--tpu=v5e-64']); "
+            "print('jax' in sys.modules)")
+    root = __file__.rsplit("/tests/", 1)[0]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == "False"
