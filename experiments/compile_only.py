@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 
 import jax
@@ -123,7 +124,7 @@ def compile_job(cfg, lcfg, shapes: JobShapes | None = None) -> dict:
         # replica group of device ids it does not expect). One host's chips are a one-host slice of the same
         # shape: compile there (the per-chip bytes are those of the job's sampler mesh).
         host = one_host_slice(spec)
-        why = str(e).strip().splitlines()[0][:200]
+        why = re.sub(r"^.*?RET_CHECK failure \([^)]*\) ", "", str(e).strip().splitlines()[0])[:240]
         sampler_mesh = make_mesh(len(sampler_mesh.devices.flat), 1, 1, devices=slice_devices(host))
         notes.append(f"libtpu refuses to compile for {len(sampler_mesh.devices.flat)} of the {len(devices)} chips of "
                      f"{spec.name} ({why}); the sampler programs were compiled on a one-host {host.name} instead. "
