@@ -75,3 +75,45 @@ def test_multi_host_v5e_sampler_programs_compile_on_one_hosts_chips(capsys, tmp_
     assert rep["sampler_calls"]["rollout"]["rows"] == 4  # 2 prompts x 2 samples on each host
     assert any("compiled on a one-host v5e-4" in n for n in rep["notes"])
     assert any(line.startswith("note: libtpu refuses") for line in out)
+
+
+def test_a_real_job_step_samples_within_the_compiled_shapes(tmp_path, monkeypatch):
+    """Run one step of the tiny job (8 fake devices: one process, its sampler on 8 chips) with the engine spied
+    on: the rollout's decode has the rows compile_only compiles, the fork at most its worst case, and no call
+    carries more cache slots than compiled."""
+    from experiments import rollout
+    from experiments.mrt_math import main
+    from mrt_jax.sampling import engine, sampler
+
+    monkeypatch.setenv("MRT_JAX_CACHE", str(tmp_path / "cache"))
+    seen, inside = [], []
+    real_make, real_collect = engine.make_engine, rollout.collect
+
+    def make_engine(cfg, *, pad_id):
+        prefill, decode = real_make(cfg, pad_id=pad_id)
+
+        def spy(w, cache, *args, **kw):
+            if inside:
+                seen.append((cache[0][0].shape[0], cache[0][0].shape[2]))
+            return decode(w, cache, *args, **kw)
+
+        return prefill, spy
+
+    def collect(*args, **kw):
+        inside.append(True)
+        try:
+            return real_collect(*args, **kw)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(sampler, "make_engine", make_engine)
+    monkeypatch.setattr(rollout, "collect", collect)
+    argv = ["--preset=tiny", "--steps=1", "--eval_every=1", "--eval_problems=1", f"--run_dir={tmp_path / 'run'}"]
+    assert main(argv) == 0
+    cfg = parse_args(argv)
+    calls = {c.name: c.shape for c in sampler_calls(cfg, job_shapes(cfg), processes=1, shards=8)}
+    # One rollout decode (whose prompts are no longer than the job's longest), then the meta-prover fork's.
+    (gen_rows, gen_slots), *forks = seen
+    assert gen_rows == calls["rollout"].rows == 8  # 2 prompts x 2 samples, padded to the 8 data shards
+    assert gen_slots <= calls["rollout"].window
+    assert forks and all(r <= calls["fork"].rows and s <= calls["fork"].window for r, s in forks), (forks, calls)
