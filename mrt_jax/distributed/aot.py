@@ -1,8 +1,8 @@
 """Ahead-of-time compilation for a TPU slice on any host (needs libtpu: ``pip install 'jax[tpu]==0.10.2'``).
 
 ``compile_for_slice`` plans the mesh, builds it over the slice's *described* devices
-(``jax.experimental.topologies``), lowers and compiles a training step and a sampler decode step, and reports
-XLA's per-chip memory next to the planner's estimate. No TPU is needed; nothing is allocated.
+(``jax.experimental.topologies``), lowers and compiles a stand-in training step and the Sampler's decode loop,
+and reports XLA's per-chip memory next to the planner's estimate. No TPU is needed; nothing is allocated.
 
     python -m mrt_jax.distributed.aot --tpu=v5e-64 --model=r1-distill-qwen-1.5b
 """
@@ -167,7 +167,11 @@ def compile_for_slice(
         step = builder(model_cfg, mesh, shape)
         t0 = time.perf_counter()
         with jax.set_mesh(mesh):
-            compiled = jax.jit(step.fn, donate_argnums=step.donate_argnums).lower(*step.args).compile()
+            if hasattr(step.fn, "lower"):  # already jitted (the Sampler's engine): lower it as it is
+                lowered = step.fn.lower(*step.args, **step.kwargs)
+            else:
+                lowered = jax.jit(step.fn, donate_argnums=step.donate_argnums).lower(*step.args)
+            compiled = lowered.compile()
         steps.append(compiled_stats(step.name, compiled, time.perf_counter() - t0))
     return AotReport(plan, model_name, shape, tuple(steps))
 
