@@ -117,3 +117,21 @@ def test_a_real_job_step_samples_within_the_compiled_shapes(tmp_path, monkeypatc
     assert gen_rows == calls["rollout"].rows == 8  # 2 prompts x 2 samples, padded to the 8 data shards
     assert gen_slots <= calls["rollout"].window
     assert forks and all(r <= calls["fork"].rows and s <= calls["fork"].window for r, s in forks), (forks, calls)
+
+
+def test_phase_memory_adds_what_lives_beside_each_program():
+    from experiments.compile_only import phase_memory
+
+    def prog(arg, temp, alias=0):
+        return {"argument": arg, "output": alias, "alias": alias, "temp": temp}
+
+    programs = {"train": prog(10, 5, alias=10), "rollout prefill": prog(7, 1), "rollout decode": prog(7, 3),
+                "fork prefill": prog(8, 1), "fork decode": prog(8, 2)}
+    resident = {"train_state": 4, "replica": 6, "fast_weights": 5, "reference": 0, "rollout caches held": 0,
+                "fork caches held": 2}
+    phases = phase_memory(programs, resident)
+    assert phases["learn"] == {"train step": 15, "sampler replica": 6, "fast weights": 5}
+    assert phases["rollout"] == {"train state": 4, "sampler replica": 6, "rollout program": 10}
+    assert phases["fork"] == {"train state": 4, "sampler replica": 6, "fork program": 10, "caches held": 2}
+    assert sum(phases["sync"].values()) == 4 + 6 + 5 + 6
+    assert "fork" not in phase_memory({k: v for k, v in programs.items() if not k.startswith("fork")}, resident)
