@@ -170,3 +170,17 @@ def test_tensor_parallel_replica_samples_like_the_full_one():
     assert a.tokens == b.tokens
     with pytest.raises(ValueError, match="tensor=3 must divide the 8 devices"):
         local_mesh_of(mesh, tensor=3)
+
+
+def test_sampler_layout_splits_only_when_a_chip_cannot_hold_the_sampler():
+    from mrt_jax.distributed.planner import sampler_weight_bytes
+    from mrt_jax.distributed.replica import sampler_layout
+    from mrt_jax.models import get_preset
+
+    cfg, mesh = get_preset("tiny"), make_mesh(1, 8, 1)
+    need = sampler_weight_bytes(cfg)
+    local, specs = sampler_layout(mesh, cfg, chip_bytes=4 * need)
+    assert dict(local.shape) == {"data": 8, "fsdp": 1, "tensor": 1} and specs is None
+    local, specs = sampler_layout(mesh, cfg, chip_bytes=int(need / 0.9 * 0.6))  # half the weights fit
+    assert dict(local.shape) == {"data": 4, "fsdp": 1, "tensor": 2}
+    assert specs["wq"] == jax.sharding.PartitionSpec(None, None, "tensor", None)
