@@ -26,10 +26,6 @@ def _topology(name: str, num_slices: int = 1) -> list:
         chips_per_host_bounds=spec.chips_per_host_bounds, num_slices=num_slices).devices)
 
 
-def _hops(a, b) -> int:
-    return int(np.abs(np.asarray(a.coords) - np.asarray(b.coords)).sum())
-
-
 def test_cpu_devices_keep_their_order():
     devices = jax.devices()
     mesh = make_mesh(2, 2, 2)
@@ -38,26 +34,39 @@ def test_cpu_devices_keep_their_order():
 
 
 @needs_libtpu
-@pytest.mark.parametrize("name,shape", [("v5e-8", (1, 8, 1)), ("v5e-8", (2, 4, 1)), ("v5e-16", (1, 16, 1)),
-                                        ("v5e-64", (1, 64, 1)), ("v5e-64", (4, 16, 1))])
-def test_tpu_mesh_is_mesh_utils_topology_order(name, shape):
+@pytest.mark.parametrize("name,shape", [("v5e-8", (1, 8, 1)), ("v5e-8", (2, 4, 1)), ("v5e-8", (1, 4, 2)),
+                                        ("v5p-8", (1, 4, 1))])
+def test_one_host_mesh_is_mesh_utils_topology_order(name, shape):
     from jax.experimental import mesh_utils
 
     devices = _topology(name)
     mesh = make_mesh(*shape, devices=devices)
-    assert (mesh.devices == mesh_utils.create_device_mesh(shape, devices=devices, allow_split_physical_axes=True)).all()
-    assert not (mesh.devices == np.asarray(devices).reshape(shape)).all()  # libtpu lists them host by host
+    want = mesh_utils.create_device_mesh(shape, devices=devices, allow_split_physical_axes=True)
+    assert (mesh.devices == want).all()
+    if name == "v5e-8":  # libtpu's order is not the tray's ring
+        assert not (mesh.devices == np.asarray(devices).reshape(shape)).all()
 
 
 @needs_libtpu
-@pytest.mark.parametrize("name,shape", [("v5e-16", (4, 4, 1)), ("v5e-64", (8, 8, 1)), ("v5e-64", (1, 8, 8))])
-def test_tpu_mesh_axes_run_along_ici_links(name, shape):
+@pytest.mark.parametrize("name,shape", [("v5e-16", (1, 16, 1)), ("v5e-64", (1, 64, 1)), ("v5e-64", (4, 16, 1)),
+                                        ("v5e-64", (16, 4, 1)), ("v5p-16", (1, 8, 1))])
+def test_multi_host_mesh_keeps_each_hosts_rows_together_in_ici_order(name, shape):
+    """The job lays a step's rows out process after process: each host's chips must hold one contiguous run of
+    rows, in process order; inside a host the chips are in mesh_utils' topology order."""
+    from jax.experimental import mesh_utils
+    from jax.sharding import NamedSharding, PartitionSpec
+
     devices = _topology(name)
-    grid = make_mesh(*shape, devices=devices).devices.reshape(8 if name == "v5e-64" else 4, -1)
-    for line in [*grid, *grid.T]:  # every mesh row and column is a line of ICI neighbours
-        assert all(_hops(a, b) == 1 for a, b in zip(line, line[1:])), [d.coords for d in line]
-    plain = np.asarray(devices).reshape(grid.shape)
-    assert any(_hops(a, b) > 1 for line in plain for a, b in zip(line, line[1:]))
+    mesh = make_mesh(*shape, devices=devices)
+    rows = 4 * len(devices)
+    index = NamedSharding(mesh, PartitionSpec(("data", "fsdp"))).devices_indices_map((rows,))
+    per_host = rows // len({d.process_index for d in devices})
+    for p in sorted({d.process_index for d in devices}):
+        mine = [d for d in mesh.devices.flat if d.process_index == p]
+        spans = sorted((index[d][0].start, index[d][0].stop) for d in mine)
+        assert [a for a, _ in spans] == list(range(p * per_host, (p + 1) * per_host, per_host // len(mine)))
+        host = [d for d in devices if d.process_index == p]
+        assert mine == list(mesh_utils.create_device_mesh((1, len(host), 1), devices=host).flat)
 
 
 @needs_libtpu
