@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import sys
 import typing
+
+from experiments.slice_batch import fitting_prompts, misfit, prompts_multiple
 
 ALGOS = ("mrt", "grpo", "mrt_star")
 MRT_FORMS = ("dense", "termination_baseline", "mixed")
@@ -105,9 +108,15 @@ class ExperimentConfig:
         if not 0 < self.top_p <= 1:
             raise ValueError(f"--top_p must be in (0, 1], got {self.top_p}")
         if self.prompts_per_step * self.group_size % self.micro_batches:
+            rows = self.prompts_per_step * self.group_size
             raise ValueError(
-                f"--micro_batches={self.micro_batches} must divide prompts_per_step x group_size = "
-                f"{self.prompts_per_step * self.group_size}")
+                f"--micro_batches={self.micro_batches} must divide prompts_per_step x group_size = {rows}; set "
+                f"--micro_batches to one of {', '.join(str(m) for m in range(1, rows + 1) if rows % m == 0)}")
+        spec = _slice(self.tpu)
+        if spec.platform == "tpu":
+            problem = misfit(self.prompts_per_step, self.group_size, spec.name, spec.hosts, spec.chips)
+            if problem:
+                raise ValueError(problem)
         # Multi-process: all three flags together (TPU VMs: none of them); whole prompts (groups) per process.
         if self.num_processes < 1:
             raise ValueError(f"--num_processes must be >= 1, got {self.num_processes}")
@@ -119,8 +128,10 @@ class ExperimentConfig:
         if self.coordinator and not re.fullmatch(r"[\w.\-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", self.coordinator):
             raise ValueError(f"--coordinator={self.coordinator!r} must be HOST:PORT, e.g. 10.0.0.2:1234")
         if self.prompts_per_step % self.num_processes:
+            want = -(-self.prompts_per_step // self.num_processes) * self.num_processes
             raise ValueError(f"--prompts_per_step={self.prompts_per_step} must be a multiple of --num_processes="
-                             f"{self.num_processes} (each process samples whole groups)")
+                             f"{self.num_processes} (each process samples whole groups); set --prompts_per_step="
+                             f"{want}")
         # Weight sync (experiments.disaggregated).
         for name, allowed in (("sync", ("colocated", "disaggregated")), ("role", ("", "learner", "sampler", "both"))):
             if getattr(self, name) not in allowed:
@@ -134,6 +145,34 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _slice(name: str):
+    """The slice preset of ``--tpu``; an unknown name is a one-line error listing the allowed ones."""
+    from mrt_jax.slice_presets import get_slice  # imports no JAX: the job sets JAX_PLATFORMS after parsing
+
+    try:
+        return get_slice(name)
+    except ValueError as e:
+        raise ValueError(f"--tpu: {e}") from None
+
+
+def fit_to_slice(values: dict, given: dict) -> tuple[dict, str | None]:
+    """Round ``prompts_per_step`` up to the slice of ``--tpu`` when the user did not set it (the presets are sized
+    for one machine) -> (values, a note saying what changed, or None). An explicit misfit is left for the
+    config's validation, which names the value to set."""
+    spec = _slice(values.get("tpu", ExperimentConfig.tpu))
+    if spec.platform != "tpu" or "prompts_per_step" in given:
+        return values, None
+    prompts = values.get("prompts_per_step", ExperimentConfig.prompts_per_step)
+    group = values.get("group_size", ExperimentConfig.group_size)
+    want = fitting_prompts(prompts, spec.hosts, spec.chips, group)
+    if want == prompts:
+        return values, None
+    return {**values, "prompts_per_step": want}, (
+        f"note: --tpu={spec.name} has {spec.hosts} hosts and {spec.chips} chips: --prompts_per_step {prompts} -> "
+        f"{want} ({want} x {group} = {want * group} rows; each host samples whole groups); set --prompts_per_step "
+        f"to choose another multiple of {prompts_multiple(spec.hosts, spec.chips, group)}")
 
 
 # Presets: partial overrides of the defaults. "default" is the embedded laptop run.
@@ -204,6 +243,10 @@ def parse_args(argv: list[str] | None = None) -> ExperimentConfig:
     if preset not in PRESETS:
         parser.error(f"--preset={preset!r} is not allowed; choose one of {', '.join(PRESETS)}")
     try:
-        return ExperimentConfig(**{**PRESETS[preset], **given})
+        values, note = fit_to_slice({**PRESETS[preset], **given}, given)
+        cfg = ExperimentConfig(**values)
     except ValueError as e:
         parser.error(str(e))
+    if note:
+        print(note, file=sys.stderr)
+    return cfg

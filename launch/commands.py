@@ -17,6 +17,7 @@ REMOTE_TARBALL = "mrt_jax_code.tar.gz"  # in each worker's home
 REMOTE_DIR = "~/mrt_jax"
 REMOTE_VENV = "~/mrt_jax_venv"
 REMOTE_LOG = "~/mrt_jax_run.log"
+REMOTE_MODELS = "mrt_jax_model"  # in each worker's home: weights staged from --model_path
 
 _NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
@@ -24,6 +25,28 @@ _PROJECT = re.compile(r"[a-z][-a-z0-9]{4,28}[a-z0-9]")
 _GCS = re.compile(r"gs://[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9](/[-_.a-zA-Z0-9=/]*)?")
 _VERSION = re.compile(r"[0-9]+(\.[0-9]+){1,3}")
 _PYTHON = re.compile(r"python3(\.[0-9]+)?")
+_MODEL = re.compile(r"gs://[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]/([-_.a-zA-Z0-9=]+/)*[-_.a-zA-Z0-9=]+/?")
+_WORKER = re.compile(r"all|[0-9]{1,4}")
+
+
+def _check(field: str, value, pattern: re.Pattern, allowed: str) -> None:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValueError(f"--{field}={value!r} is not valid; expected {allowed}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VmRef:
+    """An existing TPU VM (for ``logs``, ``status``, ``ssh``): its name, zone and project, validated."""
+
+    name: str
+    zone: str
+    project: str
+    spot: bool = False  # a queued resource holds it: status also shows the queued resource's state
+
+    def __post_init__(self):
+        _check("name", self.name, _NAME, "lowercase letters, digits and '-', starting with a letter")
+        _check("zone", self.zone, _ZONE, "a zone such as us-central2-b")
+        _check("project", self.project, _PROJECT, "a project id such as my-project-123")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -43,6 +66,7 @@ class JobSpec:
     runtime_version: str = ""  # default: the slice preset's image
     module: str = "experiments.mrt_math"
     job_args: tuple[str, ...] = ()
+    model_path: str = ""  # gs://... weights (HF folder or .gguf), copied to every worker before the run
 
     def __post_init__(self):
         spec = get_slice(self.tpu)  # unknown slice -> ValueError listing the allowed ones
@@ -55,14 +79,22 @@ class JobSpec:
                   ("jax_version", self.jax_version, _VERSION, "a version such as 0.10.2"),
                   ("python", self.python, _PYTHON, "python3 or python3.N")]
         for field, value, pattern, allowed in checks:
-            if not isinstance(value, str) or not pattern.fullmatch(value):
-                raise ValueError(f"--{field}={value!r} is not valid; expected {allowed}")
+            _check(field, value, pattern, allowed)
         if self.code not in ("copy", "pip"):
             raise ValueError(f"--code={self.code!r} is not valid; allowed: copy, pip")
         if self.code == "pip" and not self.pip_spec:
             raise ValueError("--code=pip needs --pip_spec (a pip requirement such as 'mrt-jax==0.1.0')")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", self.module):
             raise ValueError(f"--module={self.module!r} is not a Python module path")
+        if self.model_path:
+            _check("model_path", self.model_path, _MODEL, "gs://BUCKET/PATH of a Hugging Face folder or a .gguf file")
+            if any(a == "--model" or a.startswith("--model=") for a in self.job_args):
+                raise ValueError("pass the weights either as --model_path=gs://... or as --model after --, not both")
+
+    @property
+    def model_name(self) -> str:
+        """The last part of ``model_path``: the staged folder's (or file's) name on every worker."""
+        return self.model_path.rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def accelerator_type(self) -> str:
@@ -73,7 +105,7 @@ class JobSpec:
         return self.runtime_version or get_slice(self.tpu).runtime_version
 
 
-def _where(job: JobSpec) -> list[str]:
+def _where(job: JobSpec | VmRef) -> list[str]:
     return [f"--zone={job.zone}", f"--project={job.project}"]
 
 
@@ -87,7 +119,7 @@ def create_cmd(job: JobSpec) -> list[str]:
             f"--accelerator-type={job.accelerator_type}", f"--version={job.image}"]
 
 
-def queued_state_cmd(job: JobSpec) -> list[str]:
+def queued_state_cmd(job: JobSpec | VmRef) -> list[str]:
     """Prints the queued resource's state (WAITING_FOR_RESOURCES, PROVISIONING, ACTIVE, FAILED, SUSPENDED...)."""
     return ["gcloud", "compute", "tpus", "queued-resources", "describe", job.name, *_where(job),
             "--format=value(state.state)"]
@@ -98,9 +130,11 @@ def node_state_cmd(job: JobSpec) -> list[str]:
     return ["gcloud", "compute", "tpus", "tpu-vm", "describe", job.name, *_where(job), "--format=value(state)"]
 
 
-def ssh_cmd(job: JobSpec, remote: str) -> list[str]:
-    return ["gcloud", "compute", "tpus", "tpu-vm", "ssh", job.name, *_where(job), "--worker=all",
-            f"--command={remote}"]
+def ssh_cmd(job: JobSpec | VmRef, remote: str | None, worker: str = "all") -> list[str]:
+    """ssh to ``worker`` (``all`` or an index) and run ``remote``; None: an interactive shell."""
+    _check("worker", worker, _WORKER, "all or a worker index such as 0")
+    return ["gcloud", "compute", "tpus", "tpu-vm", "ssh", job.name, *_where(job), f"--worker={worker}",
+            *([f"--command={remote}"] if remote is not None else [])]
 
 
 def copy_cmd(job: JobSpec) -> list[str] | None:
@@ -123,11 +157,26 @@ def setup_remote(job: JobSpec) -> str:
     return "; ".join(steps)
 
 
+def stage_model_remote(job: JobSpec) -> str:
+    """Shell text run on every worker: copy ``model_path`` from the bucket to ``~/mrt_jax_model/<name>`` (the
+    TPU VM images carry the gcloud CLI; the VM's service account reads the bucket). Each worker loads the weights
+    from its own disk, so loading does not wait on the bucket 16 or 64 times over."""
+    dest = f"~/{REMOTE_MODELS}"
+    return (f"set -e; rm -rf {dest}/{job.model_name} && mkdir -p {dest}; "
+            f"gcloud storage cp -r {shlex.quote(job.model_path.rstrip('/'))} {dest}/")
+
+
+def stage_model_cmd(job: JobSpec) -> list[str] | None:
+    return ssh_cmd(job, stage_model_remote(job)) if job.model_path else None
+
+
 def run_remote(job: JobSpec) -> str:
     """Shell text run on every worker: the job, always with ``--resume`` (a fresh run_dir simply starts at 0)."""
     argv = [f"{REMOTE_VENV}/bin/python", "-m", job.module, f"--tpu={job.tpu}", f"--run_dir={job.run_dir}",
             "--resume", *job.job_args]
     cmd = " ".join(shlex.quote(a) if i else a for i, a in enumerate(argv))
+    if job.model_path:  # $HOME unquoted so the worker's shell expands it; the name is validated ([-_.=a-zA-Z0-9])
+        cmd += f" --model=$HOME/{REMOTE_MODELS}/{job.model_name}"
     return f"set -o pipefail; cd {REMOTE_DIR} && {cmd} 2>&1 | tee -a {REMOTE_LOG}"
 
 
@@ -147,6 +196,17 @@ def delete_cmd(job: JobSpec) -> list[str]:
     return ["gcloud", "compute", "tpus", "tpu-vm", "delete", job.name, *_where(job), "--quiet"]
 
 
-def logs_cmd(job: JobSpec, lines: int = 200) -> list[str]:
-    """Shows the last lines of every worker's job log (the run also streams them while it runs)."""
-    return ssh_cmd(job, f"tail -n {int(lines)} {REMOTE_LOG}")
+def logs_cmd(job: JobSpec | VmRef, lines: int = 200, worker: str = "all", follow: bool = False) -> list[str]:
+    """Shows the last lines of the job log on ``worker`` (the run also streams them while it runs)."""
+    if not isinstance(lines, int) or lines < 1:
+        raise ValueError(f"--lines={lines!r} is not valid; expected a positive number of lines")
+    return ssh_cmd(job, f"tail -n {lines}{' -F' if follow else ''} {REMOTE_LOG}", worker)
+
+
+def status_cmds(ref: JobSpec | VmRef) -> list[list[str]]:
+    """The VM's state, type and health (and, for spot, its queued resource's state)."""
+    cmds = [["gcloud", "compute", "tpus", "tpu-vm", "describe", ref.name, *_where(ref),
+             "--format=table(name.basename(),state,acceleratorType,health,runtimeVersion)"]]
+    if ref.spot:
+        cmds.insert(0, queued_state_cmd(ref))
+    return cmds

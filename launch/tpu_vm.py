@@ -1,13 +1,18 @@
 """Run an experiment on a Cloud TPU VM slice with the gcloud CLI, and clean up afterwards.
 
-    python -m launch.tpu_vm --name=mrt-1 --tpu=v5e-64 --zone=us-west4-a --project=my-proj \\
-        --run_dir=gs://my-bucket/runs/mrt-1 [--spot] [--dry_run] -- --model=r1-distill-qwen-1.5b
+    python -m launch.tpu_vm [run] --name=mrt-1 --tpu=v5e-64 --zone=us-west4-a --project=my-proj \\
+        --run_dir=gs://my-bucket/runs/mrt-1 [--model_path=gs://my-bucket/models/R1-1.5B] [--spot] [--dry_run] \\
+        -- --model=r1-distill-qwen-1.5b
+    python -m launch.tpu_vm logs   --name=mrt-1 --zone=us-west4-a --project=my-proj [--worker=all] [--follow]
+    python -m launch.tpu_vm status --name=mrt-1 --zone=us-west4-a --project=my-proj [--spot]
+    python -m launch.tpu_vm ssh    --name=mrt-1 --zone=us-west4-a --project=my-proj [--worker=0] [-- COMMAND]
 
 Steps: create the VM (spot: a queued resource, waited for until ACTIVE); ship the code to every worker (a tarball
 of this checkout, or ``--code=pip --pip_spec=...``) and install pinned ``jax[tpu]`` in a venv; run
 ``python -m experiments.mrt_math --tpu=<slice> --run_dir=<gs://...> --resume <args after -->`` on all workers,
 streaming their output here; delete the VM on success, failure or Ctrl-C. A spot VM that is preempted is deleted,
 re-created and the job resumed from the checkpoints in ``--run_dir``, up to ``--max_restarts`` times.
+``--model_path=gs://...`` copies the weights to every worker before the run and passes them as ``--model``.
 ``--dry_run`` prints the commands instead of running them.
 """
 
@@ -48,7 +53,10 @@ def plan(job: C.JobSpec) -> list[tuple[str, list[str]]]:
         steps.append(("wait until ACTIVE (polled)", C.queued_state_cmd(job)))
     if job.code == "copy":
         steps.append(("copy code", C.copy_cmd(job)))
-    steps += [("install", C.setup_cmd(job)), ("run", C.run_cmd(job))]
+    steps.append(("install", C.setup_cmd(job)))
+    if job.model_path:
+        steps.append(("stage model", C.stage_model_cmd(job)))
+    steps.append(("run", C.run_cmd(job)))
     if job.spot:
         steps.append(("on failure: check for preemption", C.node_state_cmd(job)))
     steps.append(("delete", C.delete_cmd(job)))
@@ -104,7 +112,7 @@ def execute(job: C.JobSpec, run: Runner = subprocess_runner, *, max_restarts: in
             if job.spot:
                 wait_active(job, run, poll_s, wait_timeout_s)
             for step, argv in plan(job):
-                if step in ("copy code", "install"):
+                if step in ("copy code", "install", "stage model"):
                     rc, _ = run(argv, False)
                     if rc:
                         raise RuntimeError(f"step '{step}' failed on {job.name} (exit {rc})")
@@ -123,17 +131,55 @@ def execute(job: C.JobSpec, run: Runner = subprocess_runner, *, max_restarts: in
               file=sys.stderr)
 
 
+SUBCOMMANDS = ("run", "logs", "status", "ssh")
+
+
+def _where_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--name", required=True, help="TPU VM name")
+    ap.add_argument("--zone", required=True)
+    ap.add_argument("--project", required=True)
+
+
+def parse_vm(command: str, argv: list[str]) -> tuple[C.VmRef, argparse.Namespace]:
+    """``logs`` / ``status`` / ``ssh`` on a VM the launcher made: flags before ``--``, a remote command after
+    (``ssh`` only; none: an interactive shell)."""
+    remote: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, remote = argv[:i], argv[i + 1:]
+    ap = argparse.ArgumentParser(prog=f"python -m launch.tpu_vm {command}")
+    _where_args(ap)
+    ap.add_argument("--spot", action="store_true", help="status: also the queued resource's state")
+    ap.add_argument("--worker", default="all" if command == "logs" else "0", help="all or a worker index")
+    ap.add_argument("--lines", type=int, default=200, help="logs: how many lines per worker")
+    ap.add_argument("--follow", action="store_true", help="logs: keep following (tail -F)")
+    ap.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
+    a = ap.parse_args(argv)
+    if remote and command != "ssh":
+        raise ValueError(f"`{command}` takes no command after --; use `ssh`")
+    a.remote = shlex.join(remote) if remote else None
+    return C.VmRef(name=a.name, zone=a.zone, project=a.project, spot=a.spot), a
+
+
+def vm_commands(command: str, ref: C.VmRef, a: argparse.Namespace) -> list[list[str]]:
+    if command == "logs":
+        return [C.logs_cmd(ref, a.lines, a.worker, a.follow)]
+    if command == "status":
+        return C.status_cmds(ref)
+    return [C.ssh_cmd(ref, a.remote, a.worker)]
+
+
 def parse(argv: list[str]) -> tuple[C.JobSpec, argparse.Namespace]:
     job_args: list[str] = []
     if "--" in argv:
         i = argv.index("--")
         argv, job_args = argv[:i], argv[i + 1:]
     ap = argparse.ArgumentParser(prog="python -m launch.tpu_vm", description=__doc__.split("\n")[0])
-    ap.add_argument("--name", required=True, help="TPU VM name")
+    _where_args(ap)
     ap.add_argument("--tpu", required=True, help="slice preset, e.g. v5e-64")
-    ap.add_argument("--zone", required=True)
-    ap.add_argument("--project", required=True)
     ap.add_argument("--run_dir", required=True, help="gs://BUCKET/PATH for checkpoints and logs")
+    ap.add_argument("--model_path", default="", help="gs://BUCKET/PATH of weights (HF folder or .gguf), copied "
+                    "to every worker and passed to the job as --model")
     ap.add_argument("--spot", action="store_true", help="spot capacity via queued resources, resumed on preemption")
     ap.add_argument("--code", default="copy", choices=("copy", "pip"))
     ap.add_argument("--pip_spec", default="")
@@ -147,13 +193,43 @@ def parse(argv: list[str]) -> tuple[C.JobSpec, argparse.Namespace]:
     a = ap.parse_args(argv)
     job = C.JobSpec(name=a.name, tpu=a.tpu, zone=a.zone, project=a.project, run_dir=a.run_dir, spot=a.spot,
                     code=a.code, pip_spec=a.pip_spec, jax_version=a.jax_version, python=a.python,
-                    runtime_version=a.runtime_version, module=a.module, job_args=tuple(job_args))
+                    runtime_version=a.runtime_version, module=a.module, job_args=tuple(job_args),
+                    model_path=a.model_path)
     return job, a
 
 
-def main(argv: list[str] | None = None) -> int:
+def vm_main(command: str, argv: list[str], run: Runner = subprocess_runner) -> int:
     try:
-        job, a = parse(sys.argv[1:] if argv is None else argv)
+        ref, a = parse_vm(command, argv)
+        cmds = vm_commands(command, ref, a)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.dry_run:
+        sys.stdout.write("".join(shlex.join(c) + "\n" for c in cmds))
+        return 0
+    if shutil.which("gcloud") is None:
+        print(_NO_GCLOUD, file=sys.stderr)
+        return 2
+    if command == "ssh":  # interactive: the terminal belongs to gcloud
+        return subprocess.call(cmds[0])
+    rc = 0
+    for c in cmds:
+        rc = run(c, False)[0] or rc
+    return rc
+
+
+_NO_GCLOUD = ("error: the gcloud CLI is not on PATH; install the Google Cloud SDK "
+              "(https://cloud.google.com/sdk/docs/install) and run `gcloud auth login`")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv.pop(0) if argv and argv[0] in SUBCOMMANDS else "run"
+    if command != "run":
+        return vm_main(command, argv)
+    try:
+        job, a = parse(argv)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -161,8 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(dry_run_text(job, a.max_restarts))
         return 0
     if shutil.which("gcloud") is None:
-        print("error: the gcloud CLI is not on PATH; install the Google Cloud SDK "
-              "(https://cloud.google.com/sdk/docs/install) and run `gcloud auth login`", file=sys.stderr)
+        print(_NO_GCLOUD, file=sys.stderr)
         return 2
     if job.code == "copy":
         make_tarball(Path.cwd(), Path(C.CODE_TARBALL))

@@ -51,8 +51,49 @@ def make_mesh(
             f"mesh data={data} x fsdp={fsdp} x tensor={tensor} = {data * fsdp * tensor} devices, "
             f"but {len(devices)} devices are available; choose axis sizes whose product is {len(devices)}"
         )
-    arr = np.asarray(devices, dtype=object).reshape(data, fsdp, tensor)
-    return Mesh(arr, MESH_AXES, axis_types=(AxisType.Auto,) * 3)
+    return Mesh(device_grid((data, fsdp, tensor), devices), MESH_AXES, axis_types=(AxisType.Auto,) * 3)
+
+
+def device_grid(shape: Sequence[int], devices: Sequence[jax.Device]) -> np.ndarray:
+    """``devices`` arranged as ``shape``. Devices without coordinates (CPU, GPU) keep the given order. TPUs:
+    - one process's chips: by their ICI coordinates (``mesh_utils.create_device_mesh``: mesh axes run along links);
+    - several processes of one slice: each process's chips as one ICI-ordered block, the blocks in process order
+      (``create_hybrid_device_mesh`` with processes as granules), so every process holds a contiguous run of the
+      batch rows, process after process, as the job lays them out (``multihost.local_rows``);
+    - several slices: the ``data`` axis across slices (only data-parallel traffic crosses the slower DCN)."""
+    devices = list(devices)
+    if not devices or devices[0].platform != "tpu" or len(devices) == 1:
+        return np.asarray(devices, dtype=object).reshape(shape)
+    from jax.experimental import mesh_utils
+
+    slices = sorted({getattr(d, "slice_index", 0) for d in devices})
+    if len(slices) > 1:
+        if shape[0] % len(slices):
+            raise ValueError(f"the data axis ({shape[0]}) must be a multiple of the {len(slices)} slices: each slice "
+                             f"holds whole data-parallel replicas; choose data={len(slices)} x k")
+        per_slice = (shape[0] // len(slices), *shape[1:])
+        return mesh_utils.create_hybrid_device_mesh(per_slice, (len(slices),) + (1,) * (len(shape) - 1),
+                                                    devices=devices, allow_split_physical_axes=True)
+    processes = len({d.process_index for d in devices})
+    if processes == 1:
+        return mesh_utils.create_device_mesh(shape, devices=devices, allow_split_physical_axes=True)
+    dcn = _process_blocks(shape, processes)
+    if dcn is None:  # a process's chips cannot be one block of rows (e.g. tensor across hosts): process order
+        return np.asarray(sorted(devices, key=lambda d: (d.process_index, d.id)), dtype=object).reshape(shape)
+    per_process = tuple(n // k for n, k in zip(shape, dcn))
+    return mesh_utils.create_hybrid_device_mesh(per_process, dcn, devices=devices, process_is_granule=True,
+                                                allow_split_physical_axes=True)
+
+
+def _process_blocks(shape: Sequence[int], processes: int) -> tuple[int, ...] | None:
+    """How many process blocks go along (data, fsdp, tensor) so that each process's rows (rows run over data,
+    then fsdp) are contiguous: all along data, or one block per data index and the rest along fsdp."""
+    data, fsdp = shape[0], shape[1]
+    if data % processes == 0:
+        return (processes, 1, *(1,) * (len(shape) - 2))
+    if processes % data == 0 and fsdp % (processes // data) == 0:
+        return (data, processes // data, *(1,) * (len(shape) - 2))
+    return None
 
 
 def single_device_mesh() -> Mesh:

@@ -135,3 +135,52 @@ def test_log_on_main_silences_child_loggers_below_warning_on_other_processes(mon
         assert stream.getvalue().splitlines() == ["trouble", "progress"]
     finally:
         parent.removeHandler(handler)
+
+
+def test_tensor_parallel_replica_samples_like_the_full_one():
+    """A sampler too big for one chip: the learner's fsdp params become a replica split over ``tensor`` on this
+    process's chips (no chip holds more than its shard), and the Sampler on that mesh decodes the same tokens."""
+    from flax import nnx
+
+    from mrt_jax.distributed import local_mesh_of, local_replica
+    from mrt_jax.models import PARAM_AXES
+    from mrt_jax.sampling import Sampler
+    from mrt_jax.sharding import logical_to_spec
+    from tests.test_sampling_generate import CFG, PROMPTS, lively_model
+
+    mesh = make_mesh(1, 8, 1)
+    with jax.set_mesh(mesh):
+        model = lively_model(CFG, mesh=mesh)
+    graphdef, state = nnx.split(model)
+    params = nnx.to_pure_dict(state)
+    local = local_mesh_of(mesh, tensor=2)
+    assert dict(local.shape) == {"data": 4, "fsdp": 1, "tensor": 2}
+    specs = {k: logical_to_spec(PARAM_AXES[k], v.shape, local) for k, v in params.items()}
+    assert any("tensor" in str(s) for s in specs.values())
+    out = local_replica(params, local, specs)
+    for k, x in out.items():
+        assert x.sharding.mesh == local and x.sharding.spec == specs[k]
+        assert x.addressable_shards[0].data.shape == x.sharding.shard_shape(x.shape)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(params[k]))
+    nnx.replace_by_pure_dict(state, out)
+    tp = Sampler(nnx.merge(graphdef, state), eos_ids=[], max_cache_len=64, mesh=local)
+    plain = Sampler(lively_model(), eos_ids=[], max_cache_len=64)
+    a = plain.generate(PROMPTS, max_new_tokens=8, temperature=0)
+    b = tp.generate(PROMPTS, max_new_tokens=8, temperature=0)
+    assert a.tokens == b.tokens
+    with pytest.raises(ValueError, match="tensor=3 must divide the 8 devices"):
+        local_mesh_of(mesh, tensor=3)
+
+
+def test_sampler_layout_splits_only_when_a_chip_cannot_hold_the_sampler():
+    from mrt_jax.distributed.planner import sampler_weight_bytes
+    from mrt_jax.distributed.replica import sampler_layout
+    from mrt_jax.models import get_preset
+
+    cfg, mesh = get_preset("tiny"), make_mesh(1, 8, 1)
+    need = sampler_weight_bytes(cfg)
+    local, specs = sampler_layout(mesh, cfg, chip_bytes=4 * need)
+    assert dict(local.shape) == {"data": 8, "fsdp": 1, "tensor": 1} and specs is None
+    local, specs = sampler_layout(mesh, cfg, chip_bytes=int(need / 0.9 * 0.6))  # half the weights fit
+    assert dict(local.shape) == {"data": 4, "fsdp": 1, "tensor": 2}
+    assert specs["wq"] == jax.sharding.PartitionSpec(None, None, "tensor", None)

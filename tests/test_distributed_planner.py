@@ -115,3 +115,18 @@ def test_planner_bad_axes():
         plan_mesh(cfg, "cpu", batch=6, seq=16, tensor=1)
     with pytest.raises(PlanError, match="batch must be a positive int"):
         plan_mesh(cfg, "cpu", batch=0, seq=16)
+
+
+def test_sampler_tensor_is_the_smallest_split_that_fits():
+    from mrt_jax.distributed.planner import sampler_tensor, sampler_weight_bytes
+    from mrt_jax.models import get_preset
+
+    r15, r7 = get_preset("r1-distill-qwen-1.5b"), get_preset("r1-distill-qwen-7b")
+    # replica + fast weights, as --compile_only measures them on a v5e host: 6.62 + 5.75 GiB (1.5B, float32)
+    assert abs(sampler_weight_bytes(r15) / GiB - 12.37) < 0.01
+    assert sampler_tensor(r15, 4, 16 * GiB, beside=int(0.3 * GiB)) == 1
+    assert sampler_tensor(r15, 4, 16 * GiB, beside=4 * GiB) == 2  # 2 KV heads: at most tensor=2
+    assert sampler_tensor(r7, 4, 16 * GiB) == 4
+    assert sampler_tensor(r7, 4, 95 * GiB, beside=11 * GiB) == 1
+    with pytest.raises(PlanError, match="split over tensor=2 .* use bf16 weights"):
+        sampler_tensor(r15, 4, 16 * GiB, beside=10 * GiB)

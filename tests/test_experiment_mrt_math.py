@@ -151,9 +151,20 @@ def test_compile_only_compiles_the_real_learner_step_for_a_tpu_slice(capsys):
     if not libtpu_available() and not os.environ.get("CI"):
         pytest.skip("libtpu is not installed (scripts/setup.sh installs it); in CI this test runs and fails")
     assert main(["--compile_only", "--tpu=v5e-4", "--model=tiny", "--preset=tiny"]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["slice"] == "v5e-4" and report["mesh"]["fsdp"] * report["mesh"]["data"] >= 1
-    assert report["compiled"]["train"]["peak"] > 0 and report["compiled"]["decode"]["peak"] > 0
+    out = capsys.readouterr().out.strip().splitlines()
+    report = json.loads(out[-1])
+    # The job's meshes and dtypes: the learner over every chip (fsdp), the sampler on one process's chips.
+    assert report["slice"] == "v5e-4" and report["learner_mesh"] == {"data": 1, "fsdp": 4, "tensor": 1}
+    assert report["sampler_mesh"] == {"data": 4, "fsdp": 1, "tensor": 1}
+    assert report["dtype"] == {"param": "float32", "compute": "float32"} and report["remat"] is False
+    # MRT's step runs the learner, the rollout's prefill + decode loop and the meta-prover fork's.
+    assert sorted(report["programs"]) == ["fork decode", "fork prefill", "rollout decode", "rollout prefill",
+                                          "train"]
+    for s in report["programs"].values():
+        assert s["argument"] + s["output"] - s["alias"] + s["temp"] > 0
+    assert report["train_batch"][0] == 4 and set(report["phases"]) == {"learn", "rollout", "fork", "sync"}
+    assert report["peak"] == max(sum(p.values()) for p in report["phases"].values()) > 0
+    assert any("dominated by" in line for line in out) and "per chip: fits" in out[-2]
 
 
 def test_compile_only_without_libtpu_is_a_one_line_error_with_the_install_command(capsys, monkeypatch):

@@ -114,3 +114,76 @@ def test_tarball_has_code_only(tmp_path):
 
     with tarfile.open(tpu_vm.make_tarball(root, tmp_path / "c.tar.gz")) as t:
         assert sorted(t.getnames()) == ["mrt_jax", "mrt_jax/a.py"]
+
+
+MODEL = ["--name=mrt-1", "--tpu=v5e-64", "--zone=us-west4-a", "--project=my-proj-123",
+         "--run_dir=gs://my-bucket/runs/mrt-1", "--model_path=gs://my-bucket/models/DeepSeek-R1-Distill-Qwen-1.5B/",
+         "--spot", "--dry_run", "--", "--steps=100"]
+WHERE = ["--name=mrt-1", "--zone=us-west4-a", "--project=my-proj-123", "--dry_run"]
+
+
+def test_model_path_dry_run_matches_golden(capsys):
+    assert tpu_vm.main(MODEL) == 0
+    assert capsys.readouterr().out == (GOLDEN / "tpu_vm_model_path.txt").read_text()
+
+
+def test_model_path_is_staged_then_passed_as_model():
+    job, _ = tpu_vm.parse([a for a in MODEL if a != "--dry_run"])
+    steps = [step for step, _ in tpu_vm.plan(job)]
+    assert steps.index("install") < steps.index("stage model") < steps.index("run")
+    copy = shlex.split(C.stage_model_remote(job).rsplit("; ", 1)[1])
+    assert copy == ["gcloud", "storage", "cp", "-r", "gs://my-bucket/models/DeepSeek-R1-Distill-Qwen-1.5B",
+                    "~/mrt_jax_model/"]
+    remote = shlex.split(C.run_remote(job))
+    assert "--model=$HOME/mrt_jax_model/DeepSeek-R1-Distill-Qwen-1.5B" in remote
+    fake = FakeGcloud()
+    assert tpu_vm.execute(job, fake, poll_s=0) == 0
+    staged = [i for i, a in enumerate(fake.calls) if any("gcloud storage cp" in x for x in a)]
+    runs = [i for i, a in enumerate(fake.calls) if any("experiments.mrt_math" in x for x in a)]
+    assert len(staged) == 1 and staged[0] < runs[0]
+    fake = FakeGcloud(fail_step="gcloud storage cp")  # a failed copy stops before the run and deletes the VM
+    with pytest.raises(RuntimeError, match="step 'stage model' failed"):
+        tpu_vm.execute(job, fake, poll_s=0)
+    assert not any("experiments.mrt_math" in x for a in fake.calls for x in a)
+    assert fake.calls[-1][:5] == ["gcloud", "compute", "tpus", "queued-resources", "delete"]
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("--model_path=/local/model", "--model_path='/local/model' is not valid; expected gs://"),
+    ("--model_path=gs://b/x;rm", "is not valid"),
+    ("--model_path=gs://bucket/m y", "is not valid"),
+])
+def test_bad_model_path(bad, message, capsys):
+    argv = [a for a in MODEL if not a.startswith("--model_path=")]
+    assert tpu_vm.main([bad, *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_model_path_and_model_flag_together_are_refused(capsys):
+    assert tpu_vm.main([*MODEL, "--model=r1-distill-qwen-1.5b"]) == 2
+    assert "either as --model_path=gs://... or as --model after --" in capsys.readouterr().err
+
+
+def test_subcommands_dry_run_match_golden(capsys):
+    for argv in (["logs", "--follow", "--lines=50"], ["status", "--spot"], ["ssh", "--worker=3"]):
+        assert tpu_vm.main([*argv, *WHERE]) == 0
+    assert tpu_vm.main(["ssh", *WHERE, "--", "df", "-h", "~"]) == 0
+    assert capsys.readouterr().out == (GOLDEN / "tpu_vm_subcommands.txt").read_text()
+
+
+def test_subcommands_run_gcloud_and_refuse_bad_input(capsys, monkeypatch):
+    monkeypatch.setattr(tpu_vm.shutil, "which", lambda name: "/usr/bin/gcloud")
+    fake = FakeGcloud()
+    assert tpu_vm.vm_main("status", [a for a in WHERE if a != "--dry_run"] + ["--spot"], fake) == 0
+    assert [a[3:5] for a in fake.calls] == [["queued-resources", "describe"], ["tpu-vm", "describe"]]
+    assert tpu_vm.main(["logs", *WHERE, "--", "ls"]) == 2
+    assert "`logs` takes no command after --; use `ssh`" in capsys.readouterr().err
+    assert tpu_vm.main(["ssh", *WHERE, "--worker=1;x"]) == 2
+    assert "--worker='1;x' is not valid" in capsys.readouterr().err
+    assert tpu_vm.main(["logs", *WHERE, "--lines=0"]) == 2
+    assert "--lines=0 is not valid" in capsys.readouterr().err
+    assert tpu_vm.main(["status", "--name=Bad_Name", "--zone=us-west4-a", "--project=my-proj-123"]) == 2
+    assert "--name='Bad_Name' is not valid" in capsys.readouterr().err
+    monkeypatch.setattr(tpu_vm.shutil, "which", lambda name: None)
+    assert tpu_vm.main(["logs", *[a for a in WHERE if a != "--dry_run"]]) == 2
+    assert "gcloud CLI is not on PATH" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 """Ahead-of-time compilation for a TPU slice on any host (needs libtpu: ``pip install 'jax[tpu]==0.10.2'``).
 
 ``compile_for_slice`` plans the mesh, builds it over the slice's *described* devices
-(``jax.experimental.topologies``), lowers and compiles a training step and a sampler decode step, and reports
-XLA's per-chip memory next to the planner's estimate. No TPU is needed; nothing is allocated.
+(``jax.experimental.topologies``), lowers and compiles a stand-in training step and the Sampler's decode loop,
+and reports XLA's per-chip memory next to the planner's estimate. No TPU is needed; nothing is allocated.
 
     python -m mrt_jax.distributed.aot --tpu=v5e-64 --model=r1-distill-qwen-1.5b
 """
@@ -53,6 +53,18 @@ def slice_devices(spec: SliceSpec) -> list:
     return list(topo.devices)
 
 
+def one_host_slice(spec: SliceSpec) -> SliceSpec:
+    """The single-host slice of ``spec``'s generation with one host's chips (v5e-64 -> v5e-4): where programs
+    that run on one host's chips are compiled when libtpu refuses a part of ``spec`` (v5e: "limited ICI
+    routing": a device assignment must cover the whole slice)."""
+    from mrt_jax.distributed.slices import SLICES
+
+    for s in SLICES.values():
+        if s.generation == spec.generation and s.hosts == 1 and s.chips == spec.chips_per_host:
+            return s
+    raise ValueError(f"no single-host {spec.generation} slice with {spec.chips_per_host} chips among the presets")
+
+
 @dataclasses.dataclass(frozen=True)
 class CompiledStats:
     """XLA's per-chip bytes for one compiled step; peak = arguments + outputs - aliased (donated) + temporaries."""
@@ -100,7 +112,8 @@ class AotReport:
         return json.dumps(d, sort_keys=True)
 
 
-def _stats(name: str, compiled, seconds: float) -> CompiledStats:
+def compiled_stats(name: str, compiled, seconds: float) -> CompiledStats:
+    """XLA's per-chip memory and FLOPs of a compiled program."""
     ma = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
@@ -154,8 +167,12 @@ def compile_for_slice(
         step = builder(model_cfg, mesh, shape)
         t0 = time.perf_counter()
         with jax.set_mesh(mesh):
-            compiled = jax.jit(step.fn, donate_argnums=step.donate_argnums).lower(*step.args).compile()
-        steps.append(_stats(step.name, compiled, time.perf_counter() - t0))
+            if hasattr(step.fn, "lower"):  # already jitted (the Sampler's engine): lower it as it is
+                lowered = step.fn.lower(*step.args, **step.kwargs)
+            else:
+                lowered = jax.jit(step.fn, donate_argnums=step.donate_argnums).lower(*step.args)
+            compiled = lowered.compile()
+        steps.append(compiled_stats(step.name, compiled, time.perf_counter() - t0))
     return AotReport(plan, model_name, shape, tuple(steps))
 
 

@@ -42,15 +42,8 @@ class MeshPlan:
         return (self.data, self.fsdp, self.tensor)
 
     def make_mesh(self, devices: Sequence[jax.Device] | None = None) -> Mesh:
-        """The planned mesh over ``devices`` (default: all), ordered by the physical topology when it has one."""
-        devices = list(jax.devices() if devices is None else devices)
-        try:
-            from jax.experimental import mesh_utils
-
-            devices = list(mesh_utils.create_device_mesh(self.axes, devices=devices).flat)
-        except Exception:  # CPU/GPU devices without coordinates: keep the given order
-            pass
-        return make_mesh(*self.axes, devices=devices)
+        """The planned mesh over ``devices`` (default: all); TPUs in ICI order (``sharding.device_grid``)."""
+        return make_mesh(*self.axes, devices=list(jax.devices() if devices is None else devices))
 
     def table(self) -> str:
         head = (f"slice {self.slice.name}: mesh data={self.data} fsdp={self.fsdp} tensor={self.tensor}; "
@@ -182,3 +175,31 @@ def _refusal(cfg, best: MeshPlan, kw: dict, usable_fraction: float, fixed: tuple
     return msg + ". " + ("Options that fit: " + "; ".join(hints) if hints else
                          "Nothing fits even with remat, bf16 and batch 1 on the largest slice: use shorter "
                          "sequences")
+
+
+def sampler_weight_bytes(cfg: ModelConfig) -> int:
+    """Bytes of a colocated sampler's weights on one chip without tensor parallelism: the full replica plus its
+    per-layer fast-weights copy (everything but the embedding and final norm it shares with the replica)."""
+    from mrt_jax.distributed.memory import _itemsize
+
+    n = cfg.num_params
+    shared = cfg.vocab_size * cfg.hidden_size * (2 if cfg.tie_word_embeddings else 1) + cfg.hidden_size
+    return (2 * n - shared) * _itemsize(cfg.param_dtype)
+
+
+def sampler_tensor(cfg: ModelConfig, chips: int, chip_bytes: int, *, beside: int = 0,
+                   usable_fraction: float = 0.9) -> int:
+    """The smallest tensor-parallel degree over one host's ``chips`` at which the sampler's weights
+    (:func:`sampler_weight_bytes` / t) and ``beside`` (what else a chip holds: the learner's shard, caches) fit
+    in ``usable_fraction`` of ``chip_bytes``. It divides ``chips`` and the KV heads (the cache splits by head too).
+    Raises PlanError naming what would fit when even all of the host's chips are not enough."""
+    weights, usable = sampler_weight_bytes(cfg), int(chip_bytes * usable_fraction)
+    options = [t for t in range(1, chips + 1) if chips % t == 0 and cfg.num_kv_heads % t == 0]
+    for t in options:
+        if -(-weights // t) + beside <= usable:
+            return t
+    t = options[-1]
+    raise PlanError(f"the sampler's weights need {weights / GiB:.2f} GiB per chip unsharded; split over tensor={t} "
+                    f"(the most that divides {chips} chips and {cfg.num_kv_heads} KV heads) they need "
+                    f"{weights / t / GiB:.2f} GiB + {beside / GiB:.2f} GiB beside, over the {usable / GiB:.2f} GiB "
+                    f"usable: use bf16 weights (param_dtype='bfloat16') or a slice with more memory per chip")

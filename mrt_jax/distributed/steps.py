@@ -1,4 +1,5 @@
-"""Stand-in train and decode steps for ahead-of-time compilation, with their sharded abstract inputs.
+"""Steps for the planner's ahead-of-time compilation, with their sharded abstract inputs: a stand-in train step
+and the Sampler's own decode loop (the job's real programs: ``experiments.compile_only``).
 
 The real learner and sampler plug in through the same :class:`StepSpec`: a function, its abstract arguments
 (``jax.ShapeDtypeStruct`` with shardings) and which arguments it donates. Builders take ``(cfg, mesh, shape)``.
@@ -16,7 +17,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from mrt_jax.models import CACHE_AXES, Decoder, KVCache, ModelConfig, param_shapes, param_shardings, resolve_dtype
+from mrt_jax.models import Decoder, ModelConfig, param_shapes, param_shardings
 from mrt_jax.sharding import named_sharding
 
 
@@ -36,6 +37,7 @@ class StepSpec:
     fn: Callable
     args: tuple  # pytrees of jax.ShapeDtypeStruct carrying NamedShardings
     donate_argnums: tuple[int, ...] = ()
+    kwargs: dict = dataclasses.field(default_factory=dict)  # static keywords of an already-jitted ``fn``
 
 
 StepBuilder = Callable[[ModelConfig, Mesh, StepShape], StepSpec]
@@ -96,24 +98,10 @@ def default_train_spec(cfg: ModelConfig, mesh: Mesh, shape: StepShape,
 
 
 def default_decode_spec(cfg: ModelConfig, mesh: Mesh, shape: StepShape) -> StepSpec:
-    """One greedy sampler step (T=1) with a KV cache of ``cache_slots`` slots, the cache donated.
+    """The Sampler's own decode loop (``mrt_jax.sampling.engine``: layerwise weights, the cache carried and
+    donated) for ``sample_batch`` rows over ``cache_slots`` slots, greedy, generating up to ``cache_slots`` tokens."""
+    from mrt_jax.sampling.programs import CallShape, sampler_programs
 
-    ``(params, cache, tokens_b1, positions_b1, valid_bs, index) -> (next_b, logp_b, cache)``.
-    """
-    graphdef, params = abstract_model(cfg, mesh)
     b, s = shape.sample_batch, shape.cache_slots
-    kv = (cfg.num_layers, b, s, cfg.num_kv_heads, cfg.head_dim)
-    cache_dtype = resolve_dtype(cfg.dtype)
-    cache = (_sds(mesh, kv, cache_dtype, CACHE_AXES), _sds(mesh, kv, cache_dtype, CACHE_AXES))
-    args = (params, cache, _sds(mesh, (b, 1), jnp.int32, ("batch", "seq")),
-            _sds(mesh, (b, 1), jnp.int32, ("batch", "seq")), _sds(mesh, (b, s), jnp.bool_, ("batch", "cache_seq")),
-            jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, PartitionSpec())))
-
-    def decode_step(params, cache, tokens_b1, positions_b1, valid_bs, index):
-        logits, new = nnx.merge(graphdef, params)(tokens_b1, positions_b1, cache=KVCache(*cache), cache_index=index,
-                                                  valid_bs=valid_bs)
-        logp_bv = jax.nn.log_softmax(logits[:, -1])
-        next_b = jnp.argmax(logp_bv, axis=-1)
-        return next_b, jnp.take_along_axis(logp_bv, next_b[:, None], -1)[:, 0], (new.k, new.v)
-
-    return StepSpec("decode", decode_step, args, donate_argnums=(1,))
+    (prog,) = sampler_programs(cfg, mesh, CallShape(b, 1, s, s, s, 0), pad_id=0, greedy=True, prefill=False)
+    return StepSpec("decode", prog.fn, prog.args, kwargs=prog.kwargs)

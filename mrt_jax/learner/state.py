@@ -113,3 +113,13 @@ def create_train_state(
     shardings = state_shardings(abstract, model_cfg, mesh)
     with jax.set_mesh(mesh):
         return jax.jit(init, out_shardings=shardings)(params)
+
+
+def abstract_train_state(model_cfg: ModelConfig, cfg: LearnerConfig, mesh: Mesh) -> TrainState:
+    """The TrainState ``create_train_state`` makes on ``mesh``, as ``jax.ShapeDtypeStruct`` leaves carrying their
+    shardings: nothing is allocated (ahead-of-time compilation for a slice this host does not have)."""
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: Decoder(model_cfg, rngs=nnx.Rngs(0))))
+    abstract = jax.eval_shape(
+        lambda: _init_state(nnx.to_pure_dict(nnx.state(Decoder(model_cfg, rngs=nnx.Rngs(0)))), cfg, graphdef))
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract,
+                        state_shardings(abstract, model_cfg, mesh))

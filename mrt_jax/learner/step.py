@@ -146,7 +146,7 @@ def make_train_step(cfg: LearnerConfig, model_cfg: ModelConfig, mesh: Mesh | Non
     step = build_train_step(cfg)
     cache: dict = {}
 
-    def run(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    def jitted(state: TrainState, batch: dict):
         check_batch(batch, cfg)
         key = (tuple(sorted(batch)), tuple(batch["tokens"].shape))
         if key not in cache:
@@ -157,11 +157,25 @@ def make_train_step(cfg: LearnerConfig, model_cfg: ModelConfig, mesh: Mesh | Non
                 b_sh = batch_sharding(mesh, key[1])
                 cache[key] = jax.jit(step, in_shardings=(st_sh, b_sh), out_shardings=(st_sh, NamedSharding(
                     mesh, PartitionSpec())), donate_argnums=0)
-        if mesh is None:
-            return cache[key](state, batch)
-        with jax.set_mesh(mesh):
-            return cache[key](state, batch)
+        return cache[key]
 
+    def run(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        fn = jitted(state, batch)
+        if mesh is None:
+            return fn(state, batch)
+        with jax.set_mesh(mesh):
+            return fn(state, batch)
+
+    def lower(state: TrainState, batch: dict):
+        """The program ``run`` would execute for these (abstract) arguments, lowered, not run:
+        ``--compile_only`` compiles exactly the job's step this way."""
+        fn = jitted(state, batch)
+        if mesh is None:
+            return fn.lower(state, batch)
+        with jax.set_mesh(mesh):
+            return fn.lower(state, batch)
+
+    run.lower = lower
     return run
 
 

@@ -61,3 +61,25 @@ def plan_block(kept_slots: list[np.ndarray], feed: list[list[int]], n_slots: int
         pos0[b] = c + a
         seq_slots.append(np.concatenate([np.asarray(kept_slots[b], np.int64), np.arange(start + A - a, start + A)]))
     return BlockPlan(block, pos, valid, start, pos0, seq_slots)
+
+
+def row_bucket(n: int, multiple: int) -> int:
+    """Rows a call of ``n`` rows is padded to: the next power of two, rounded up to a multiple of the data shards."""
+    p = 1 << max(n - 1, 0).bit_length()
+    return -(-p // multiple) * multiple
+
+
+def block_sizes(before: int, start: int, a_need: int, max_new: int, max_cache_len: int) -> tuple[int, int, int]:
+    """(A block slots, N generated-token buffer, S cache slots) of one call: bucketed, so calls of similar size
+    share compiled programs, unless the buckets overflow ``max_cache_len`` (then exact). ``before``: slots a row's
+    sequence occupies before the block; ``start``: the block's first slot; ``a_need``: the longest feed."""
+    A, N = bucket(a_need), bucket(max(max_new, 1))
+    if before + A + N > max_cache_len:
+        A, N = a_need, max(max_new, 1)
+    S = start + A + N
+    return A, N, (bucket(S) if bucket(S) <= max_cache_len else S)
+
+
+def chunk_window(n_slots: int, dec_start: int, stop_at: int, window: int | None) -> int:
+    """Cache slots a decode chunk that ends at token ``stop_at`` carries: the bucketed part it can reach."""
+    return min(n_slots, bucket(dec_start + stop_at)) if window else n_slots

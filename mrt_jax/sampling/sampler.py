@@ -27,7 +27,7 @@ from mrt_jax.models.config import resolve_dtype
 from mrt_jax.models.layerwise import LAYER_CACHE_AXES, SharedPrefix
 from mrt_jax.sampling.engine import DecodeState, init_state, make_engine
 from mrt_jax.sampling.fast_weights import fast_weights
-from mrt_jax.sampling.layout import bucket, plan_block
+from mrt_jax.sampling.layout import block_sizes, bucket, chunk_window, plan_block, row_bucket
 from mrt_jax.sampling.output import Branch, CacheRef, SampleOutput
 from mrt_jax.sampling.sample_logits import SamplingParams, validate_sampling
 from mrt_jax.sampling.stops import find_stop
@@ -44,11 +44,6 @@ class _Shared(NamedTuple):
     offsets: np.ndarray
     used: int
     order: list  # laid-out row -> the caller's row (None: an empty filler row)
-
-
-def _row_bucket(n: int, multiple: int) -> int:
-    p = 1 << max(n - 1, 0).bit_length()
-    return -(-p // multiple) * multiple
 
 
 def _model_mesh(state):
@@ -223,7 +218,7 @@ class Sampler:
         ``used``: the prefix slots the branches attend (the longest kept prefix)."""
         sources = sorted(set(rows))
         members = [[j for j, r in enumerate(rows) if r == u] for u in sources]
-        U, M = _row_bucket(len(sources), 1), _row_bucket(max(len(m) for m in members), 1)
+        U, M = row_bucket(len(sources), 1), row_bucket(max(len(m) for m in members), 1)
         order = [(members[g][m] if g < len(members) and m < len(members[g]) else None)
                  for g in range(U) for m in range(M)]
         P = min(int(src_cache[0][0].shape[2]), bucket(max(used, 1)))
@@ -251,7 +246,7 @@ class Sampler:
         if stop and self.tokenizer is None:
             raise ValueError("stop strings need a tokenizer; pass token ids in eos_ids instead")
         n = len(feeds)
-        R = n if shared is not None else _row_bucket(n, self._shards)  # shared: laid out by _fork_shared
+        R = n if shared is not None else row_bucket(n, self._shards)  # shared: laid out by _fork_shared
         pad_rows = R - n
         kept = list(kept) + [np.zeros(0, np.int64)] * pad_rows
         feeds = list(feeds) + [[self.pad_id]] * pad_rows
@@ -260,7 +255,6 @@ class Sampler:
         start = max((int(s[-1]) + 1 if len(s) else 0) for s in kept)
         before = start if shared is None else shared.used  # slots a row's sequence occupies before the block
         A_need = max(len(f) for f in feeds)
-        A, N = bucket(A_need), bucket(max(max_b, 1))
         need = before + A_need + max_b
         if need > self.max_cache_len:
             worst = int(np.argmax([len(f) + b for f, b in zip(feeds, budgets)]))
@@ -268,10 +262,7 @@ class Sampler:
             raise ValueError(f"row {label}: {before + len(feeds[worst])} prefix tokens + {int(budgets[worst])} new "
                              f"tokens need {need} cache slots but max_cache_len={self.max_cache_len}; shorten the "
                              f"prompt, lower max_new_tokens or raise max_cache_len")
-        if before + A + N > self.max_cache_len:
-            A, N = A_need, max(max_b, 1)
-        S = start + A + N
-        S = bucket(S) if bucket(S) <= self.max_cache_len else S
+        A, N, S = block_sizes(before, start, A_need, max_b, self.max_cache_len)
         plan = plan_block(kept, feeds, S, self.pad_id, block_len=A, start=start)
         prefix = None
         if shared is not None:  # positions continue after each row's kept prefix, which lives in the shared part
@@ -305,7 +296,7 @@ class Sampler:
                     break
                 stop_at = min(step + (self.chunk if stop else (self.window or max_b)), max_b)
                 # Attend over (and carry) only the slots this chunk can reach: the cache tail is never read.
-                W = min(S, bucket(start + A + stop_at)) if self.window else S
+                W = chunk_window(S, start + A, stop_at, self.window)
                 sub, sub_valid = (cache, valid) if W == S else (_slice_slots(cache, W), valid[:, :W])
                 sub, st = self._decode(self._weights, sub, st, sub_valid, dec_start, jnp.int32(stop_at), params,
                                        stop_ids, prefix, greedy=greedy, use_filter=use_filter)

@@ -1,0 +1,99 @@
+"""What the training job's device programs process, from its config alone (no weights are built): the model
+config the job runs (the job has no dtype flag: architecture presets train and sample in their preset dtype,
+float32), the learner batch, and the sizes of the Sampler's calls on one process (rollouts and meta-prover forks).
+
+Mirrors ``experiments.job_parts.build_job`` (prompt budget, cache length; a test holds them equal) and
+``experiments.rollout`` (rows per call). Worst cases are taken where the job's sizes depend on the data: the
+longest prompt of the job, every trace at full length with ``max_episodes - 1`` episode boundaries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mrt_jax.sampling.programs import CallShape, call_shape
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerCall:
+    """One Sampler call the job makes on every process: its padded sizes and its static sampling flags."""
+
+    name: str
+    shape: CallShape
+    greedy: bool
+    use_filter: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class JobShapes:
+    model_cfg: object  # mrt_jax.models.ModelConfig
+    pad_id: int
+    n_stops: int
+    max_prompt: int
+    cache_len: int
+    suffix_tokens: int  # the forced-termination suffix, tokenised
+    train_rows: int  # global learner batch rows
+    train_len: int  # learner tokens per row: prompt budget + max_new_tokens
+    batch_keys: tuple[str, ...]
+
+
+def _tokenizer_and_format(cfg):
+    """The tokenizer and prompt format ``setup_model.build`` gives ``cfg.model`` (presets only: a path's model
+    would have to be read)."""
+    from experiments.setup_model import procedural_tokenizer
+    from mrt_jax.data import PLAIN, chat_format
+    from mrt_jax.models import PRESETS
+
+    if cfg.model not in PRESETS:
+        raise ValueError(f"--compile_only needs an architecture preset for --model (one of {', '.join(PRESETS)}), "
+                         f"got {cfg.model!r}")
+    if cfg.model == "smollm2-135m":
+        from mrt_jax.assets import smollm2_gguf_path
+        from mrt_jax.tokenizers.gguf_tokenizer import tokenizer_from_gguf
+
+        tokenizer = tokenizer_from_gguf(smollm2_gguf_path())
+        return tokenizer, chat_format(tokenizer) if tokenizer.chat_template else PLAIN
+    return procedural_tokenizer(cfg.task), PLAIN
+
+
+def job_shapes(cfg) -> JobShapes:
+    from experiments.mrt_math import _problem_source
+    from experiments.setup_model import FROM_SCRATCH
+    from mrt_jax.models import PRESETS
+
+    tokenizer, fmt = _tokenizer_and_format(cfg)
+    model_cfg = PRESETS[cfg.model]
+    if cfg.model in FROM_SCRATCH:
+        model_cfg = model_cfg.replace(vocab_size=tokenizer.vocab_size)
+    _, train = _problem_source(cfg, "train", 4096)
+    _, held_out = _problem_source(cfg, "eval", cfg.eval_problems)
+    longest = max(len(tokenizer.encode(fmt.build_prompt(r["question"]))) for r in train + held_out)
+    max_prompt = -(-longest // 32) * 32
+    eos = tuple(getattr(tokenizer, "eos_ids", ()) or ())
+    pad = getattr(tokenizer, "pad_id", None)
+    keys = ("tokens", "loss_mask", "old_logp", "advantages", "attn_mask") + (("ref_logp",) if cfg.kl_coef > 0 else ())
+    return JobShapes(
+        model_cfg=model_cfg, pad_id=int(pad if pad is not None else (eos[0] if eos else 0)),
+        n_stops=max(len(set(eos)), 1), max_prompt=max_prompt,
+        cache_len=max_prompt + cfg.max_new_tokens + 64 + cfg.meta_max_tokens,
+        suffix_tokens=len(tokenizer.encode(fmt.forced_termination_suffix)),
+        train_rows=cfg.prompts_per_step * cfg.group_size, train_len=max_prompt + cfg.max_new_tokens,
+        batch_keys=keys)
+
+
+def sampler_calls(cfg, shapes: JobShapes, processes: int, shards: int) -> list[SamplerCall]:
+    """The Sampler calls of one training step on one of ``processes`` processes whose sampler splits rows over
+    ``shards`` chips: the rollouts (``generate``) and, for MRT, the meta-prover fork at every episode boundary."""
+    prompts = cfg.prompts_per_step // processes
+    rows = prompts * cfg.group_size
+    gen = call_shape(rows, shards, shapes.max_prompt, cfg.max_new_tokens, shapes.cache_len)
+    calls = [SamplerCall("rollout", gen, greedy=cfg.temperature == 0, use_filter=cfg.top_p < 1)]
+    if cfg.algo in ("mrt", "mrt_star"):
+        # J_0 on each group's first row, then one branch per boundary (at most max_episodes - 1 per trace); the
+        # deepest branch keeps every slot up to the one before a full-length trace's last token.
+        branches = prompts + rows * (cfg.max_episodes - 1)
+        start = gen.block + cfg.max_new_tokens - 2
+        fork = call_shape(branches * cfg.meta_samples, shards, 1 + shapes.suffix_tokens, cfg.meta_max_tokens,
+                          shapes.cache_len, kept=start)
+        calls.append(SamplerCall("fork", fork, greedy=cfg.meta_temperature == 0, use_filter=False))
+    return calls
