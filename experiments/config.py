@@ -11,7 +11,7 @@ import dataclasses
 import re
 import typing
 
-ALGOS = ("mrt", "grpo", "mrt_star")
+ALGOS = ("mrt", "grpo", "dr_grpo", "rloo", "mrt_star")  # with --mrt_form: mrt_jax.trainer.estimators
 MRT_FORMS = ("dense", "termination_baseline", "mixed")
 EPISODE_RULES = ("markers", "grid")
 LOSS_AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_sum_norm")  # = mrt_jax.rl.losses.AGGREGATIONS
@@ -40,6 +40,12 @@ class ExperimentConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     truncation: str = "zero"
+    # Reward shaping and DAPO dynamic sampling (0 / false = off).
+    length_penalty: float = 0.0
+    overlong_buffer: int = 0
+    overlong_factor: float = 1.0
+    dynamic_sampling: bool = False
+    dynamic_rounds: int = 4
     # MRT.
     alpha: float = 1.0
     mrt_form: str = "dense"
@@ -56,6 +62,7 @@ class ExperimentConfig:
     max_grad_norm: float = 1.0
     clip_low: float = 0.2
     clip_high: float = 0.28
+    dual_clip: float = 0.0  # c > 1 caps the loss of A < 0 tokens at -c*A; 0 = off
     kl_coef: float = 0.0
     kl_estimator: str = "k3"
     entropy_coef: float = 0.0
@@ -102,6 +109,20 @@ class ExperimentConfig:
         for name in ("temperature", "meta_temperature", "learning_rate", "sft_learning_rate", "eval_temperature"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.dual_clip and not self.dual_clip > 1:
+            raise ValueError(f"--dual_clip must be 0 (off) or > 1 (e.g. 3.0), got {self.dual_clip}")
+        if self.length_penalty < 0 or self.overlong_factor < 0:
+            raise ValueError("--length_penalty and --overlong_factor must be >= 0")
+        if not 0 <= self.overlong_buffer <= self.max_new_tokens:
+            raise ValueError(f"--overlong_buffer={self.overlong_buffer} must lie in [0, --max_new_tokens="
+                             f"{self.max_new_tokens}]")
+        if self.dynamic_rounds < 1:
+            raise ValueError(f"--dynamic_rounds must be >= 1, got {self.dynamic_rounds}")
+        if self.dynamic_sampling and self.num_processes > 1:
+            raise ValueError("--dynamic_sampling runs in one process (its batch is refilled from one data stream); "
+                             "drop it or --num_processes")
+        if self.algo in ("grpo", "rloo", "mrt_star", "mrt") and self.group_size < 2:
+            raise ValueError(f"--algo={self.algo} needs --group_size >= 2 (a group baseline)")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"--top_p must be in (0, 1], got {self.top_p}")
         if self.prompts_per_step * self.group_size % self.micro_batches:

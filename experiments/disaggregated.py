@@ -129,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_both(argv, cfg, wait_timeout)
     if cfg.tpu == "cpu":  # before jax is imported: a CPU run probes no accelerator
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    from experiments.mrt_math import UserError
-    from mrt_jax.checkpointing import ConfigMismatchError
+    from mrt_jax.errors import UserError
 
     try:
         if cfg.role == "learner":
@@ -141,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             from experiments.disagg_sampler import run_sampler
 
             run_sampler(cfg, wait_timeout)
-    except (UserError, ConfigMismatchError) as e:
+    except UserError as e:  # ConfigMismatchError and CheckpointError are UserErrors too
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
