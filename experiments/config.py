@@ -203,8 +203,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def parse_args(argv: list[str] | None = None) -> ExperimentConfig:
-    """Preset first, then flags. Raises SystemExit(2) with a one-line message for bad values."""
+def parse_args(argv: list[str] | None = None, *, refuse_inert: bool = True) -> ExperimentConfig:
+    """Preset first, then flags. Raises SystemExit(2) with a one-line message for bad values, and (``refuse_inert``)
+    for a flag given a non-default value under settings where it does nothing (``experiments.inert_flags``)."""
     hints = typing.get_type_hints(ExperimentConfig)
     defaults = ExperimentConfig()
     parser = OneLineErrorParser(
@@ -225,6 +226,23 @@ def parse_args(argv: list[str] | None = None) -> ExperimentConfig:
     if preset not in PRESETS:
         parser.error(f"--preset={preset!r} is not allowed; choose one of {', '.join(PRESETS)}")
     try:
-        return ExperimentConfig(**{**PRESETS[preset], **given})
+        cfg = ExperimentConfig(**{**PRESETS[preset], **given})
     except ValueError as e:
         parser.error(str(e))
+    from experiments.inert_flags import inert_given
+
+    inert = inert_given(cfg, given, {**defaults.to_dict(), **PRESETS[preset]}) if refuse_inert else []
+    if inert:
+        name, why = inert[0]
+        parser.error(f"--{name}={given[name]!r} has no effect here: {why}; drop it")
+    return cfg
+
+
+def without_inert(flags: list[str], *extra: str) -> list[str]:
+    """``flags`` less those inert for the config they make together with ``extra`` (e.g. ``--algo=grpo``): the
+    study passes one set of job flags to every algorithm."""
+    from experiments.inert_flags import INERT
+
+    cfg = parse_args([*flags, *extra], refuse_inert=False)
+    inert = {name for name, (is_inert, _) in INERT.items() if is_inert(cfg)}
+    return [f for f in flags if f.lstrip("-").split("=")[0].removeprefix("no_") not in inert]

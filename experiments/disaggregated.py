@@ -116,12 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax is chatty at INFO
     argv = list(sys.argv[1:] if argv is None else argv)
     wait_timeout, job_args = _split_args(argv)
-    cfg = parse_args(job_args)
+    # This entry point is --sync=disaggregated: its flags (--role, --max_staleness, ...) are not inert here.
+    given_sync = any(a.startswith("--sync") for a in job_args)
+    cfg = parse_args(job_args if given_sync else ["--sync=disaggregated", *job_args])
     if not cfg.role:
         return _usage_error("--role is required: learner, sampler or both")
     if cfg.compile_only:
         return _usage_error("--compile_only belongs to the colocated job: python -m experiments.mrt_math")
-    if cfg.sync != "disaggregated" and any(a.startswith("--sync") for a in job_args):
+    if cfg.sync != "disaggregated":
         return _usage_error(f"--sync={cfg.sync!r} contradicts this entry point (disaggregated); "
                             f"run python -m experiments.mrt_math for the colocated job")
     cfg = dataclasses.replace(cfg, sync="disaggregated")
