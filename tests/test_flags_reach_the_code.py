@@ -101,3 +101,49 @@ def test_the_study_leaves_out_what_an_algorithm_does_not_read():
     assert without_inert(flags, "--algo=grpo") == ["--max_new_tokens=64", "--seed=1"]
     assert without_inert(flags, "--algo=mrt") == flags
     assert without_inert(flags, "--algo=mrt_star") == ["--meta_samples=2", "--max_new_tokens=64", "--seed=1"]
+
+
+def _study_plan(capsys, tmp_path, *flags):
+    from experiments import study
+
+    assert study.main([f"--out={tmp_path}", "--dry_run", "--seeds=0", *flags]) == 0
+    return [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("$ ")]
+
+
+STUDY_FLAGS = {"--out": "--out=elsewhere", "--seeds": "--seeds=5", "--algos": "--algos=rloo,mrt",
+               "--base": "--no-base", "--ood": "--ood=arithmetic:3", "--ood_problems": "--ood_problems=8"}
+
+
+@pytest.mark.parametrize("flag", sorted(STUDY_FLAGS))
+def test_every_study_flag_changes_its_plan(flag, capsys, tmp_path):
+    """The study's own flags (``--dry_run`` prints this plan; ``--equal_compute`` acts on the trained runs' token
+    counts, which a dry run does not have)."""
+    value = STUDY_FLAGS[flag].replace("elsewhere", str(tmp_path / "elsewhere"))
+    assert _study_plan(capsys, tmp_path, value) != _study_plan(capsys, tmp_path)
+
+
+def test_the_study_passes_each_algorithm_only_the_flags_it_reads(capsys, tmp_path):
+    plan = [ln for ln in _study_plan(capsys, tmp_path, "--alpha=0.5", "--no-base") if "experiments.mrt_math" in ln]
+    assert [("--alpha=0.5" in ln, "--algo=grpo" in ln) for ln in plan] == [(False, True), (True, False)]
+
+
+EVAL_FLAGS = {"--n": ("--n=4", []), "--k": ("--k=4", []), "--temperature": ("--temperature=0.9", []),
+              "--k_temperature": ("--k_temperature=0.9", []), "--budgets": ("--budgets=16,32", []),
+              "--extrapolate": ("--extrapolate=200", []), "--answer_tokens": ("--answer_tokens=8", []),
+              "--max_extensions": ("--max_extensions=2", ["--extrapolate=200"]), "--episodes": ("--episodes=2", []),
+              "--episode_rule": ("--episode_rule=grid", []), "--seed": ("--seed=3", []),
+              "--episode_grid": ("--episode_grid=8", ["--episode_rule=grid"])}
+
+
+@pytest.mark.parametrize("flag", sorted(EVAL_FLAGS))
+def test_every_sampling_flag_of_evaluate_changes_its_settings(flag):
+    """experiments.evaluate's flags that decide what is sampled and scored reach its EvalSettings (the others
+    choose the model, data and output; tests/test_evaluate_cli.py runs them)."""
+    from experiments import evaluate
+    from mrt_jax.data import PLAIN
+
+    def settings(*flags):
+        return evaluate._settings(evaluate.parse_args(["--model=tiny", "--out=unused", *flags]), None, PLAIN, 96)
+
+    value, extra = EVAL_FLAGS[flag]
+    assert settings(*extra, value) != settings(*extra)
