@@ -78,6 +78,23 @@ def test_dynamic_sampling_drops_groups_without_signal_and_refills_the_batch():
     assert metrics["zero_variance_groups"] == 0.0 and np.abs(adv).reshape(2, G, C).sum((1, 2)).min() > 0
 
 
+def test_dynamic_sampling_fills_a_short_batch_with_the_earliest_dropped_groups():
+    s = settings("--dynamic_sampling", "--dynamic_rounds=2")
+    rounds = iter([[[1, 1, 1, 1], [0, 0, 0, 0]], [[0, 0, 0, 0], [0, 1, 1, 0]]])
+
+    def sample(round_, prompts, answers):
+        correct = np.asarray(next(rounds), np.float32).ravel()
+        n = len(correct)
+        return Share(prompt_ids=[[0]] * n, tokens=[[1]] * n, logprobs=[np.zeros(1)] * n,
+                     texts=[f"r{round_}g{i // G}" for i in range(n)],
+                     arrays=dict(rewards=correct, correct=correct, lengths=np.ones(n, np.int32),
+                                 truncated=np.zeros(n, np.int32), mask_nc=np.ones((n, C), np.float32)))
+
+    share, m = dynamic_share(sample, (["p", "q"], ["1", "2"]), lambda: (["p", "q"], ["1", "2"]), s)
+    assert share.texts == ["r1g1"] * G + ["r0g0"] * G  # the group with signal, then the first one dropped
+    assert m == {"dynamic_dropped_frac": 0.75, "dynamic_rounds": 2.0, "dynamic_filled_frac": 0.5}
+
+
 def test_dual_clip_flag_changes_the_update():
     assert learner_config(parse_args([])).dual_clip is None
     mc = get_preset("tiny")

@@ -60,7 +60,7 @@ def dynamic_share(sample: Callable[[int, Sequence[str], Sequence[str]], Share], 
             break
         prompts, answers = more()
     chosen = (kept + dropped[:max(0, B - len(kept))])[:B]
-    metrics = {"dynamic_dropped_frac": 1.0 - min(len(kept), sampled) / sampled, "dynamic_rounds": float(rounds),
+    metrics = {"dynamic_dropped_frac": len(dropped) / sampled, "dynamic_rounds": float(rounds),
                "dynamic_filled_frac": float(max(0, B - len(kept)) / B)}
     return Share.concat(chosen), metrics
 

@@ -41,14 +41,13 @@ class RolloutSettings:
         if self.truncation not in TRUNCATION_MODES:
             raise ValueError(f"truncation={self.truncation!r}; allowed: {', '.join(TRUNCATION_MODES)}")
         if self.group_size < 2 and self.estimator != "dr_grpo":
-            raise ValueError(f"group_size={self.group_size}: {self.estimator} needs >= 2 samples per prompt")
+            raise ValueError(f"group_size={self.group_size}: {self.estimator} needs >= 2 samples per prompt "
+                             f"(a group baseline; mrt_mixed: a continuing and a terminated branch)")
         if not 0 <= self.overlong_buffer <= self.max_new_tokens:
             raise ValueError(f"overlong_buffer={self.overlong_buffer} must lie in [0, max_new_tokens="
                              f"{self.max_new_tokens}]")
         if self.length_penalty < 0 or self.overlong_factor < 0 or self.dynamic_rounds < 1:
             raise ValueError("length_penalty and overlong_factor must be >= 0 and dynamic_rounds >= 1")
-        if self.estimator == "mrt_mixed" and self.group_size < 2:
-            raise ValueError("mrt_mixed needs group_size >= 2 (a continuing and a terminated branch)")
 
     @property
     def meta(self) -> bool:
