@@ -14,7 +14,7 @@ import typing
 
 from experiments.slice_batch import fitting_prompts, misfit, prompts_multiple
 
-ALGOS = ("mrt", "grpo", "mrt_star")
+ALGOS = ("mrt", "grpo", "dr_grpo", "rloo", "mrt_star")  # with --mrt_form: mrt_jax.trainer.estimators
 MRT_FORMS = ("dense", "termination_baseline", "mixed")
 EPISODE_RULES = ("markers", "grid")
 LOSS_AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_sum_norm")  # = mrt_jax.rl.losses.AGGREGATIONS
@@ -43,6 +43,12 @@ class ExperimentConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     truncation: str = "zero"
+    # Reward shaping and DAPO dynamic sampling (0 / false = off).
+    length_penalty: float = 0.0
+    overlong_buffer: int = 0
+    overlong_factor: float = 1.0
+    dynamic_sampling: bool = False
+    dynamic_rounds: int = 4
     # MRT.
     alpha: float = 1.0
     mrt_form: str = "dense"
@@ -59,6 +65,7 @@ class ExperimentConfig:
     max_grad_norm: float = 1.0
     clip_low: float = 0.2
     clip_high: float = 0.28
+    dual_clip: float = 0.0  # c > 1 caps the loss of A < 0 tokens at -c*A; 0 = off
     kl_coef: float = 0.0
     kl_estimator: str = "k3"
     entropy_coef: float = 0.0
@@ -105,6 +112,20 @@ class ExperimentConfig:
         for name in ("temperature", "meta_temperature", "learning_rate", "sft_learning_rate", "eval_temperature"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.dual_clip and not self.dual_clip > 1:
+            raise ValueError(f"--dual_clip must be 0 (off) or > 1 (e.g. 3.0), got {self.dual_clip}")
+        if self.length_penalty < 0 or self.overlong_factor < 0:
+            raise ValueError("--length_penalty and --overlong_factor must be >= 0")
+        if not 0 <= self.overlong_buffer <= self.max_new_tokens:
+            raise ValueError(f"--overlong_buffer={self.overlong_buffer} must lie in [0, --max_new_tokens="
+                             f"{self.max_new_tokens}]")
+        if self.dynamic_rounds < 1:
+            raise ValueError(f"--dynamic_rounds must be >= 1, got {self.dynamic_rounds}")
+        if self.dynamic_sampling and self.num_processes > 1:
+            raise ValueError("--dynamic_sampling runs in one process (its batch is refilled from one data stream); "
+                             "drop it or --num_processes")
+        if self.algo in ("grpo", "rloo", "mrt_star", "mrt") and self.group_size < 2:
+            raise ValueError(f"--algo={self.algo} needs --group_size >= 2 (a group baseline)")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"--top_p must be in (0, 1], got {self.top_p}")
         if self.prompts_per_step * self.group_size % self.micro_batches:
@@ -221,8 +242,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def parse_args(argv: list[str] | None = None) -> ExperimentConfig:
-    """Preset first, then flags. Raises SystemExit(2) with a one-line message for bad values."""
+def parse_args(argv: list[str] | None = None, *, refuse_inert: bool = True) -> ExperimentConfig:
+    """Preset first, then flags. Raises SystemExit(2) with a one-line message for bad values, and (``refuse_inert``)
+    for a flag given a non-default value under settings where it does nothing (``experiments.inert_flags``)."""
     hints = typing.get_type_hints(ExperimentConfig)
     defaults = ExperimentConfig()
     parser = OneLineErrorParser(
@@ -247,6 +269,22 @@ def parse_args(argv: list[str] | None = None) -> ExperimentConfig:
         cfg = ExperimentConfig(**values)
     except ValueError as e:
         parser.error(str(e))
+    from experiments.inert_flags import inert_given
+
+    inert = inert_given(cfg, given, {**defaults.to_dict(), **PRESETS[preset]}) if refuse_inert else []
+    if inert:
+        name, why = inert[0]
+        parser.error(f"--{name}={given[name]!r} has no effect here: {why}; drop it")
     if note:
         print(note, file=sys.stderr)
     return cfg
+
+
+def without_inert(flags: list[str], *extra: str) -> list[str]:
+    """``flags`` less those inert for the config they make together with ``extra`` (e.g. ``--algo=grpo``): the
+    study passes one set of job flags to every algorithm."""
+    from experiments.inert_flags import INERT
+
+    cfg = parse_args([*flags, *extra], refuse_inert=False)
+    inert = {name for name, (is_inert, _) in INERT.items() if is_inert(cfg)}
+    return [f for f in flags if f.lstrip("-").split("=")[0].removeprefix("no_") not in inert]

@@ -21,7 +21,7 @@ import numpy as np
 
 from experiments import rollout_queue as rq
 from experiments.disagg_layout import RunLayout, mark_done
-from experiments.mrt_math import UserError
+from mrt_jax.errors import UserError
 
 log = logging.getLogger("disaggregated.learner")
 
@@ -32,10 +32,15 @@ def choose_batch(infos: list[rq.BatchInfo], learner_step: int, max_staleness: in
     """-> (the batch to train on or None, stale batches to drop, invalid ones: sampled with weights newer than
     the learner's, i.e. left over from an earlier attempt). The oldest usable batch is chosen: lowest sampled step,
     then lowest per-sampler index (samplers take turns), then sampler id; with one sampler, every batch in order."""
+    from mrt_jax.weight_sync import StalenessPolicy
+
     future = [i for i in infos if i.sampled_step > learner_step]
-    stale = [i for i in infos if learner_step - max_staleness > i.sampled_step]
-    usable = sorted((i for i in infos if learner_step - max_staleness <= i.sampled_step <= learner_step),
-                    key=lambda i: (i.sampled_step, i.batch_index, i.sampler_id))
+    present = [i for i in infos if i.sampled_step <= learner_step]
+    keep = StalenessPolicy(max_staleness).keep_mask(np.asarray([i.sampled_step for i in present], np.int64),
+                                                    learner_step)
+    stale = [i for i, k in zip(present, keep) if not k]
+    usable = sorted((i for i, k in zip(present, keep) if k), key=lambda i: (i.sampled_step, i.batch_index,
+                                                                           i.sampler_id))
     return (usable[0] if usable else None), stale, future
 
 
@@ -114,35 +119,28 @@ def run_learner(cfg, wait_timeout: float) -> dict:
     import jax
     from flax import nnx
 
-    from experiments.job_parts import (
-        build_job,
-        copy_into_sampler,
-        end_step,
-        finish_run,
-        learn,
-        make_evaluate,
-        read_eval,
-    )
-    from experiments.mrt_math import _learner_config, _mesh, _prepare_run_dir
+    from experiments.job_parts import build_job, finish_run, make_evaluate, read_eval
+    from experiments.job_setup import learner_config, make_mesh_for, prepare_run_dir
     from mrt_jax.checkpointing import Checkpointer, PreemptionGuard
     from mrt_jax.checkpointing.manager import commit_problem
     from mrt_jax.learner import create_train_state, make_train_step
     from mrt_jax.metrics import MetricsLogger, StepTimer
     from mrt_jax.sampling import Sampler
+    from mrt_jax.trainer import StepSource, copy_into_sampler, make_learn, run_steps
     from mrt_jax.weight_sync import WeightPublisher
 
     t_start = time.time()
     layout = RunLayout.of(cfg.run_dir)
-    mesh = _mesh(cfg)
-    resume = _prepare_run_dir(cfg)
+    mesh = make_mesh_for(cfg)
+    resume = prepare_run_dir(cfg)
     try:
         parts = build_job(cfg, mesh)
     except FileNotFoundError as e:
         raise UserError(str(e)) from e
-    lcfg = _learner_config(cfg)
+    lcfg = learner_config(cfg)
     state = create_train_state(parts.model.cfg, lcfg, mesh, params=nnx.to_pure_dict(nnx.state(parts.model, nnx.Param)))
     ref_params = jax.tree.map(lambda x: x.copy(), state.params) if cfg.kl_coef > 0 else None
-    train_step = make_train_step(lcfg, parts.model.cfg, mesh)
+    learn = make_learn(lcfg, make_train_step(lcfg, parts.model.cfg, mesh), ref_params, mesh)
     ckpt = Checkpointer(os.path.join(cfg.run_dir, "checkpoints"), save_every=cfg.save_every, keep_last=cfg.keep_last)
     start = 0
     if resume:
@@ -157,45 +155,42 @@ def run_learner(cfg, wait_timeout: float) -> dict:
         publisher.wait()
     eval_sampler = Sampler(parts.model, parts.tokenizer, mesh=mesh, max_cache_len=parts.cache_len)
     evaluate_sampler = make_evaluate(cfg, eval_sampler, parts)
+    newest = {"state": state}
 
-    def evaluate(tag: str) -> dict:  # with the learner's newest weights (``state`` is read when called)
-        copy_into_sampler(eval_sampler, state.params)
-        return evaluate_sampler(tag)
+    def evaluate(tag: str, step: int) -> dict:  # with the learner's newest weights
+        copy_into_sampler(eval_sampler, newest["state"].params)
+        return evaluate_sampler(tag, step)
 
-    before = evaluate("before") if start == 0 else read_eval(cfg, "before")
+    before = evaluate("before", 0) if start == 0 else read_eval(cfg, "before")
 
     n_rows = cfg.prompts_per_step * cfg.group_size
     source = BatchSource(layout, (n_rows, parts.max_prompt + cfg.max_new_tokens), cfg.max_staleness, wait_timeout)
     logger = MetricsLogger(cfg.run_dir, cfg.steps, start_step=start)
-    timer = StepTimer()
-    last_eval: dict = {}
+    consumed: list[str] = []
     step = start
     try:
         with PreemptionGuard() as guard:
-            while step < cfg.steps:
-                with timer("wait_data"):
-                    got = source.next(step, lambda: guard.requested_locally)
-                if got is None:  # stopped while waiting for data: save the step we are at
-                    ckpt.maybe_save(step, state, {"step": step}, force=True)
-                    log.warning("stop requested while waiting for rollouts: saved step %d, exiting", step)
-                    break
+
+            def fetch(done: int):
+                got = source.next(done, lambda: guard.requested_locally)
+                if got is None:
+                    return None
                 info, arrays, dropped_lags = got
-                with timer("learn") as sec:
-                    state, m = learn(cfg, lcfg, train_step, state, arrays, ref_params, mesh)
-                    sec.block(m)
-                lag = step - info.sampled_step
-                step += 1
-                with timer("publish"):
-                    publisher.publish(step, state.params)
-                    publisher.wait()  # committed before the batch is consumed (see the module docstring)
-                rq.remove_batch(layout.rollouts, info.name)
-                metrics = {**info.metrics, **{k: float(v) for k, v in m.items()},
-                           **staleness_metrics(lag, dropped_lags, source),
-                           "sampled_step": float(info.sampled_step), "sampler_id": float(info.sampler_id)}
-                last_eval, stop = end_step(cfg, step, state, metrics, evaluate=evaluate, last_eval=last_eval,
-                                           timer=timer, logger=logger, ckpt=ckpt, items={"step": step}, guard=guard)
-                if stop:
-                    break
+                consumed.append(info.name)
+                return arrays, {**info.metrics, **staleness_metrics(done - info.sampled_step, dropped_lags, source),
+                                "sampled_step": float(info.sampled_step), "sampler_id": float(info.sampler_id)}
+
+            def publish(step: int, state) -> None:
+                newest["state"] = state
+                publisher.publish(step, state.params)
+                publisher.wait()  # committed before the batch is consumed (see the module docstring)
+                rq.remove_batch(layout.rollouts, consumed.pop())
+
+            steps = StepSource(fetch=fetch, sync=publish, items=lambda step: {"step": step}, fetch_timer="wait_data",
+                               sync_timer="publish")
+            state, step, last_eval = run_steps(state, steps, learn, start=start, steps=cfg.steps,
+                                               eval_every=cfg.eval_every, evaluate=evaluate, timer=StepTimer(),
+                                               logger=logger, ckpt=ckpt, guard=guard)
     finally:
         publisher.close()
         ckpt.wait()

@@ -17,7 +17,7 @@ import time
 
 from experiments import rollout_queue as rq
 from experiments.disagg_layout import RunLayout, learner_finished, read_json, write_json_atomic
-from experiments.mrt_math import UserError
+from mrt_jax.errors import UserError
 
 log = logging.getLogger("disaggregated.sampler")
 
@@ -77,14 +77,14 @@ def _run_sampler(cfg, wait_timeout: float, guard) -> dict:
 
     import jax
 
-    from experiments import rollout as rollout_lib
-    from experiments.job_parts import build_job, load_into_sampler, rollout_seed, sampler_param_target
-    from experiments.mrt_math import _mesh
+    from experiments.job_parts import build_job
+    from experiments.job_setup import make_mesh_for
     from mrt_jax.data import PipelineConfig, prompt_iterator
     from mrt_jax.sampling import Sampler
+    from mrt_jax.trainer import collect, load_into_sampler, sampler_param_target
     from mrt_jax.weight_sync import WeightSubscriber
 
-    mesh = _mesh(cfg)
+    mesh = make_mesh_for(cfg)
     try:
         parts = build_job(cfg, mesh)
     except FileNotFoundError as e:
@@ -133,15 +133,15 @@ def _run_sampler(cfg, wait_timeout: float, guard) -> dict:
             time.sleep(POLL_SECONDS)
             continue
         written += 1
-        seed = rollout_seed(cfg, written, cfg.sampler_id)
         t0 = time.perf_counter()
         prompts, answers = parts.prompts_of(next(data))
-        ro = rollout_lib.collect(sampler, parts.tokenizer, prompts, answers, parts.verify, parts.boundaries,
-                                 parts.settings, seed)
+        # The same rollout as the colocated job's step ``written`` (the streams fold in this sampler's id).
+        ro = collect(sampler, parts.rollout_task, prompts, answers, parts.settings, seed=cfg.seed, step=written,
+                     sampler_id=cfg.sampler_id, more=lambda: parts.prompts_of(next(data)))
         metrics = {**ro.metrics, "time/sample": time.perf_counter() - t0}
         rq.write_batch(layout.rollouts, ro.batch, rq.BatchInfo(
             name=rq.batch_name(cfg.sampler_id, written), sampled_step=sub.step, sampler_id=cfg.sampler_id,
-            batch_index=written, seed=seed, metrics=metrics))
+            batch_index=written, seed=cfg.seed, metrics=metrics))
         pending += 1
         del loaded_steps[:-LOADED_STEPS_KEPT]  # the state file stays small on long runs
         write_json_atomic(state_path, {"data": data.get_state(), "batches_written": written,

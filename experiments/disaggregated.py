@@ -116,12 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax is chatty at INFO
     argv = list(sys.argv[1:] if argv is None else argv)
     wait_timeout, job_args = _split_args(argv)
-    cfg = parse_args(job_args)
+    # This entry point is --sync=disaggregated: its flags (--role, --max_staleness, ...) are not inert here.
+    given_sync = any(a.startswith("--sync") for a in job_args)
+    cfg = parse_args(job_args if given_sync else ["--sync=disaggregated", *job_args])
     if not cfg.role:
         return _usage_error("--role is required: learner, sampler or both")
     if cfg.compile_only:
         return _usage_error("--compile_only belongs to the colocated job: python -m experiments.mrt_math")
-    if cfg.sync != "disaggregated" and any(a.startswith("--sync") for a in job_args):
+    if cfg.sync != "disaggregated":
         return _usage_error(f"--sync={cfg.sync!r} contradicts this entry point (disaggregated); "
                             f"run python -m experiments.mrt_math for the colocated job")
     cfg = dataclasses.replace(cfg, sync="disaggregated")
@@ -129,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_both(argv, cfg, wait_timeout)
     if cfg.tpu == "cpu":  # before jax is imported: a CPU run probes no accelerator
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    from experiments.mrt_math import UserError
-    from mrt_jax.checkpointing import ConfigMismatchError
+    from mrt_jax.errors import UserError
 
     try:
         if cfg.role == "learner":
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             from experiments.disagg_sampler import run_sampler
 
             run_sampler(cfg, wait_timeout)
-    except (UserError, ConfigMismatchError) as e:
+    except UserError as e:  # ConfigMismatchError and CheckpointError are UserErrors too
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -88,14 +88,14 @@ def restore_params(model, cfg, ckpt_dir: str, step: int):
     import orbax.checkpoint as ocp
     from flax import nnx
 
-    from experiments.mrt_math import _learner_config
+    from experiments.job_setup import learner_config
     from mrt_jax.checkpointing import tree as tree_lib
     from mrt_jax.checkpointing.manager import absolute_dir
     from mrt_jax.learner import create_train_state
 
     where = f"checkpoint step {step} in {ckpt_dir}"
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    state = create_train_state(model.cfg, _learner_config(cfg), None, params=params)
+    state = create_train_state(model.cfg, learner_config(cfg), None, params=params)
     options = ocp.CheckpointManagerOptions(read_only=True, create=False, cleanup_tmp_directories=False,
                                            enable_async_checkpointing=False)
     mngr = ocp.CheckpointManager(absolute_dir(ckpt_dir), options=options)

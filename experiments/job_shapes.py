@@ -3,7 +3,7 @@ config the job runs (the job has no dtype flag: architecture presets train and s
 float32), the learner batch, and the sizes of the Sampler's calls on one process (rollouts and meta-prover forks).
 
 Mirrors ``experiments.job_parts.build_job`` (prompt budget, cache length; a test holds them equal) and
-``experiments.rollout`` (rows per call). Worst cases are taken where the job's sizes depend on the data: the
+``mrt_jax.trainer.rollout`` (rows per call). Worst cases are taken where the job's sizes depend on the data: the
 longest prompt of the job, every trace at full length with ``max_episodes - 1`` episode boundaries.
 """
 
@@ -57,7 +57,7 @@ def _tokenizer_and_format(cfg):
 
 
 def job_shapes(cfg) -> JobShapes:
-    from experiments.mrt_math import _problem_source
+    from experiments.job_setup import problem_source as _problem_source
     from experiments.setup_model import FROM_SCRATCH
     from mrt_jax.models import PRESETS
 

@@ -20,7 +20,7 @@ import re
 import numpy as np
 from etils import epath
 
-# The learner batch (experiments.rollout.collect): key -> dtype; every array is [N, T].
+# The learner batch (mrt_jax.trainer.collect): key -> dtype; every array is [N, T].
 BATCH_DTYPES = {"tokens": np.int32, "loss_mask": np.float32, "old_logp": np.float32, "advantages": np.float32,
                 "attn_mask": np.bool_}
 _NAME = re.compile(r"^s(\d{3,})-b(\d{8,})$")

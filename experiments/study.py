@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from experiments.config import OneLineErrorParser, int_list_flag
+from experiments.config import ALGOS, OneLineErrorParser, int_list_flag, without_inert
 
 log = logging.getLogger("study")
 
@@ -46,9 +46,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     p.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
     args, job_flags = p.parse_known_args(argv)
     args.algos = [a for a in args.algos.split(",") if a]
-    bad = [a for a in args.algos if a not in ("grpo", "mrt", "mrt_star")]
+    bad = [a for a in args.algos if a not in ALGOS]
     if bad or not args.algos:
-        p.error(f"--algos={','.join(args.algos)}: choose from grpo, mrt, mrt_star")
+        p.error(f"--algos={','.join(args.algos)}: choose from {', '.join(ALGOS)}")
     for flag in job_flags:
         name = flag.split("=")[0].lstrip("-")
         if name in ("algo", "seed", "run_dir"):
@@ -150,10 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         seed_flags = [*job_flags, f"--seed={seed}"]
         if args.base:
-            runs.append(("base", _train(f"base-s{seed}", [*seed_flags, "--algo=grpo", "--learning_rate=0",
-                                                          "--steps=1"], args, logs)))
-        for algo in args.algos:
-            runs.append((algo, _train(f"{algo}-s{seed}", [*seed_flags, f"--algo={algo}"], args, logs)))
+            base = [*without_inert(seed_flags, "--algo=grpo"), "--algo=grpo", "--learning_rate=0", "--steps=1"]
+            runs.append(("base", _train(f"base-s{seed}", base, args, logs)))
+        for algo in args.algos:  # a flag that does nothing for this algo (e.g. --alpha for grpo) is left out
+            flags = [*without_inert(seed_flags, f"--algo={algo}"), f"--algo={algo}"]
+            runs.append((algo, _train(f"{algo}-s{seed}", flags, args, logs)))
     if args.equal_compute and "mrt" in args.algos and "grpo" in args.algos and not args.dry_run:
         mrt_tokens = [_sampled_tokens(d)[0] for label, d in runs if label == "mrt"]
         grpo = [_sampled_tokens(d) for label, d in runs if label == "grpo"]
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"equal compute: MRT sampled {sum(mrt_tokens) / len(mrt_tokens):.0f} tokens per run, GRPO "
               f"{per_step:.0f} per step -> grpo_eqtok trains {steps} steps", flush=True)
         for seed in args.seeds:
-            flags = [*job_flags, f"--seed={seed}", "--algo=grpo", f"--steps={steps}"]
+            flags = [*without_inert(job_flags, "--algo=grpo"), f"--seed={seed}", "--algo=grpo", f"--steps={steps}"]
             runs.append(("grpo_eqtok", _train(f"grpo_eqtok-s{seed}", flags, args, logs)))
     _compare([d for _, d in runs], [lb for lb, _ in runs], os.path.join(args.out, "compare"),
              f"{cfg.task}:{cfg.difficulty} ({cfg.model}), in distribution", logs, args.dry_run)

@@ -8,3 +8,9 @@ class UserError(Exception):
 
 class MissingDependencyError(UserError, RuntimeError):
     """An optional package a feature needs is not installed; the message gives the command that installs it."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint (Hugging Face / GGUF weights, or an Orbax training step) is missing, incomplete, corrupt or does
+    not match its config; the message names the file or step and the problem. One class for both kinds: a user
+    fixes either by pointing at another checkpoint."""

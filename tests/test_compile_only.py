@@ -38,7 +38,7 @@ def _text(lowered) -> str:
 
 
 def test_learner_program_from_abstract_state_is_the_jobs(tiny_cfg):
-    from experiments.mrt_math import _learner_config
+    from experiments.job_setup import learner_config as _learner_config
 
     shapes = job_shapes(tiny_cfg)
     lcfg = _learner_config(tiny_cfg)

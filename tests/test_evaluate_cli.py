@@ -143,7 +143,7 @@ def test_restore_newest_checkpoint_read_only(tmp_path, tiny):
     from flax import nnx
 
     from experiments.eval_inputs import check_run_dir, restore_params, run_config
-    from experiments.mrt_math import _learner_config
+    from experiments.job_setup import learner_config
     from experiments.setup_model import build
     from mrt_jax.checkpointing import Checkpointer
     from mrt_jax.learner import create_train_state
@@ -151,7 +151,7 @@ def test_restore_newest_checkpoint_read_only(tmp_path, tiny):
     cfg = dataclasses.replace(tiny[0], run_dir=str(tmp_path))
     model = build(cfg, None)[0]
     trained = jax.tree.map(lambda x: x * 0.5 + 0.25, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
-    state = create_train_state(model.cfg, _learner_config(cfg), None, params=trained)
+    state = create_train_state(model.cfg, learner_config(cfg), None, params=trained)
     ckpt = Checkpointer(tmp_path / "checkpoints", save_every=1, async_save=False)
     ckpt.maybe_save(3, state, {"step": 3}, force=True)
     ckpt.close()

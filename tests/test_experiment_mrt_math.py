@@ -108,7 +108,7 @@ def test_bad_flag_values_are_one_line_errors(capsys):
         parse_args(["--algo=ppo"])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].endswith("--algo='ppo' is not allowed; choose one of mrt, grpo, mrt_star")
+    assert err[-1].endswith("--algo='ppo' is not allowed; choose one of mrt, grpo, dr_grpo, rloo, mrt_star")
 
 
 def test_missing_model_path_is_a_one_line_error(tmp_path, capsys):

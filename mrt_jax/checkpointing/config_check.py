@@ -6,10 +6,12 @@ import fnmatch
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from mrt_jax.errors import UserError
+
 _MISSING = object()
 
 
-class ConfigMismatchError(ValueError):
+class ConfigMismatchError(UserError, ValueError):
     """The stored and new configs differ; ``.differences`` lists ``(field, stored, new)``."""
 
     def __init__(self, message: str, differences: list[tuple[str, Any, Any]]):

@@ -33,12 +33,9 @@ from jax.sharding import Mesh
 
 from mrt_jax.checkpointing import consensus
 from mrt_jax.checkpointing import tree as tree_lib
+from mrt_jax.errors import CheckpointError
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint step is incomplete or corrupt (message names the step and the problem)."""
 
 
 def absolute_dir(path: str | os.PathLike) -> epath.Path:

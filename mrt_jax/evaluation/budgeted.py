@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from mrt_jax.random_streams import offset
 from mrt_jax.rl import normalized_regret, tokens_to_accuracy
 from mrt_jax.sampling import Branch, Sampler
 
@@ -54,7 +55,8 @@ def evaluate_budgeted(sampler: Sampler, prompt_ids: Sequence[list[int]], answers
                 where.append((i, bi))
     score = np.repeat(final[:, None], len(budgets), axis=1)  # finished traces keep their own answer
     if branches:
-        meta = sampler.fork(out, branches, max_new_tokens=answer_tokens, temperature=k_temperature, seed=seed + 1,
+        meta = sampler.fork(out, branches, max_new_tokens=answer_tokens, temperature=k_temperature,
+                            seed=offset(seed, 1),
                             stop=["\n"])
         forced = np.asarray([verify(forced_suffix + t, gold[where[j // k][0]]) for j, t in enumerate(meta.texts)])
         forced = forced.reshape(len(branches), k).mean(1)

@@ -1,6 +1,7 @@
 """Checkpoints in and out: Hugging Face safetensors folders, GGUF files, Orbax."""
 
-from mrt_jax.io.assemble import CheckpointError, build_model
+from mrt_jax.errors import CheckpointError
+from mrt_jax.io.assemble import build_model
 from mrt_jax.io.gguf_io import SUPPORTED_QUANT_TYPES, gguf_config
 from mrt_jax.io.hf_config import config_from_hf, config_to_hf, read_hf_config
 from mrt_jax.io.orbax_io import load_orbax, save_orbax

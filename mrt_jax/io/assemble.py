@@ -14,15 +14,12 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from mrt_jax.errors import CheckpointError
 from mrt_jax.io.layout import expected_hf_tensors, hf_layout
 from mrt_jax.models import Decoder, ModelConfig, param_shapes, param_shardings, resolve_dtype
 
 # Buffers some checkpoints carry that the model recomputes.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt, or does not match its config."""
 
 
 class TensorSource(Protocol):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mrt_jax.io.assemble import CheckpointError
+from mrt_jax.errors import CheckpointError
 from mrt_jax.models import ModelConfig
 
 if TYPE_CHECKING:  # imported on use at run time

@@ -16,7 +16,7 @@ from jax.experimental import multihost_utils
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from mrt_jax.io.assemble import CheckpointError
+from mrt_jax.errors import CheckpointError
 from mrt_jax.io.layout import expected_hf_tensors, hf_layout
 from mrt_jax.models import Decoder, resolve_dtype
 

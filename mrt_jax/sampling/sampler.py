@@ -25,6 +25,7 @@ from flax import nnx
 
 from mrt_jax.models.config import resolve_dtype
 from mrt_jax.models.layerwise import LAYER_CACHE_AXES, SharedPrefix
+from mrt_jax.random_streams import as_key
 from mrt_jax.sampling.engine import DecodeState, init_state, make_engine
 from mrt_jax.sampling.fast_weights import fast_weights
 from mrt_jax.sampling.layout import block_sizes, bucket, chunk_window, plan_block, row_bucket
@@ -140,7 +141,8 @@ class Sampler:
 
     # ---------------------------------------------------------------- public API
     def generate(self, prompts: Sequence[str | Sequence[int]], *, max_new_tokens: int | Sequence[int] = 256,
-                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 seed: int | jax.Array = 0,
                  stop: Sequence[str] | None = None, ignore_eos: bool = False, keep_cache: bool = False,
                  row_ids: Sequence[int] | None = None) -> SampleOutput:
         """Complete every prompt (a string or token ids). temperature 0 = greedy. Row i's randomness depends only
@@ -168,7 +170,7 @@ class Sampler:
         return out
 
     def fork(self, source: SampleOutput, branches: Sequence[Branch], *, max_new_tokens: int = 256,
-             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, seed: int | jax.Array = 0,
              stop: Sequence[str] | None = None, ignore_eos: bool = False, keep_cache: bool = False,
              row_ids: Sequence[int] | None = None) -> SampleOutput:
         """Branch continuations from cached prefixes of ``source`` (see ``Branch``); the prefix is not recomputed.
@@ -276,7 +278,7 @@ class Sampler:
         stops = sorted(set(() if ignore_eos else self.eos_ids)) or [-1]
         stop_ids = jnp.asarray(stops, jnp.int32)
         ids = np.asarray(list(row_ids) + [2**31 - 1 - i for i in range(pad_rows)], np.uint32)
-        base = jax.random.key(seed)
+        base = as_key(seed)  # an int seed or a named stream's key (mrt_jax.random_streams)
         keys = jax.random.key_data(jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.asarray(ids)))
 
         with self._mesh_ctx():

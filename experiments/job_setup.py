@@ -1,0 +1,86 @@
+"""The job's setup from its config: the learner's mesh, the run dir, the problem streams, the learner config.
+
+Shared by the colocated job (``experiments.colocated``) and the disaggregated roles; imports nothing from the
+entry points, so there is no import cycle between them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from mrt_jax.errors import UserError
+
+# Fields that may differ between a run and its resumption (they do not change what is computed).
+# The process layout is one of them: the data order, random streams and row placement do not depend on it.
+RESUMABLE_FIELDS = ("steps", "resume", "run_dir", "eval_every", "save_every", "keep_last", "compile_only",
+                    "coordinator", "num_processes", "process_id")
+
+
+def make_mesh_for(cfg):
+    """The learner's mesh over every device of every process (fsdp), or None for a single device."""
+    import jax
+
+    from mrt_jax.distributed import get_slice
+    from mrt_jax.sharding import make_mesh
+
+    n = jax.device_count()
+    if cfg.tpu not in ("cpu", "gpu"):
+        if jax.default_backend() != "tpu":
+            raise UserError(f"--tpu={cfg.tpu!r}: training on a TPU slice needs its TPU VMs (launch with "
+                            f"`python -m launch.tpu_vm`); on this host use --compile_only, or --tpu=cpu/gpu")
+        try:
+            chips = get_slice(cfg.tpu).chips
+        except ValueError as e:
+            raise UserError(f"--tpu: {e}") from e
+        if chips != n:
+            raise UserError(f"--tpu={cfg.tpu} has {chips} chips but this job sees {n} TPU devices; "
+                            f"pass the slice it runs on")
+    return None if n == 1 else make_mesh(data=1, fsdp=n, tensor=1)
+
+
+def prepare_run_dir(cfg, *, write: bool = True) -> bool:
+    """Create the run dir; refuse a dir whose stored config differs. Returns whether to resume. Every process
+    checks; only the one with ``write`` (process 0) writes config.json (atomically: others may be reading it)."""
+    from mrt_jax.checkpointing import ConfigMismatchError, check_config_compatible
+
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    path = os.path.join(cfg.run_dir, "config.json")
+    has_ckpt = os.path.isdir(os.path.join(cfg.run_dir, "checkpoints")) and any(
+        n.isdigit() for n in os.listdir(os.path.join(cfg.run_dir, "checkpoints")))
+    if os.path.exists(path) and has_ckpt and cfg.resume:
+        with open(path) as f:
+            stored = json.load(f)
+        try:
+            check_config_compatible(stored, cfg.to_dict(), ignore=RESUMABLE_FIELDS)
+        except ConfigMismatchError as e:
+            raise UserError(f"{cfg.run_dir} belongs to a different config, refusing to resume: {e}; "
+                            f"use another --run_dir or --no_resume") from e
+    if write:
+        with open(f"{path}.tmp{os.getpid()}", "w") as f:
+            json.dump(cfg.to_dict(), f, indent=1, sort_keys=True)
+        os.replace(f"{path}.tmp{os.getpid()}", path)
+    return has_ckpt and cfg.resume
+
+
+def problem_source(cfg, split: str, count: int):
+    from mrt_jax.data import get_task
+
+    seed = cfg.seed if split == "train" else 10_000 + cfg.seed  # disjoint streams for train and eval
+    try:
+        task = get_task(cfg.task)
+        return task, [p.to_record() for p in task.problems(count, seed=seed, difficulty=cfg.difficulty)]
+    except ValueError as e:  # unknown task, difficulty out of the task's range
+        raise UserError(f"--task={cfg.task} --difficulty={cfg.difficulty}: {e}") from e
+
+
+def learner_config(cfg):
+    from mrt_jax.learner import LearnerConfig
+
+    return LearnerConfig(
+        lr=cfg.learning_rate, warmup_steps=int(cfg.warmup_frac * cfg.steps * cfg.inner_epochs),
+        total_steps=cfg.steps * cfg.inner_epochs, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+        clip_eps_low=cfg.clip_low, clip_eps_high=cfg.clip_high, dual_clip=cfg.dual_clip or None,
+        kl_coef=cfg.kl_coef, kl_estimator=cfg.kl_estimator, entropy_coef=cfg.entropy_coef,
+        aggregation=cfg.loss_aggregation, micro_batches=cfg.micro_batches, inner_epochs=cfg.inner_epochs,
+        seed=cfg.seed, norm_len=cfg.max_new_tokens if cfg.loss_aggregation == "seq_sum_norm" else None)

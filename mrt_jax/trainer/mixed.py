@@ -1,0 +1,76 @@
+"""MRT-RL's mixed groups (MRT.md): from a shared prefix, some rollouts continue and some are terminated at once.
+
+Per prompt, the group's first trace is cut at an episode start drawn uniformly (the ``mixed`` stream; position 0 =
+the prompt alone is a candidate) among those that leave room for the forced answer in the completion budget. From
+that prefix ``G - G // 2`` rows continue on-policy up to the budget and ``G // 2`` rows get the forced-termination
+suffix and the meta-prover's answer. Those G rows replace the group: each trains on its own new tokens, with
+``mrt_jax.rl.mrt.mixed_group_advantages`` comparing the continuing rows with the terminated ones (the progress
+of continuing from that prefix).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from mrt_jax.sampling import Branch
+from mrt_jax.trainer.progress import episode_starts
+from mrt_jax.trainer.scoring import shape_rewards
+
+
+def cut_candidates(starts: list[int], suffix_tokens: int, s) -> list[int]:
+    """Prefix lengths a mixed group may share: 0 and each episode start that leaves room for the suffix and a
+    full forced answer inside the completion budget."""
+    fits = [p for p in [0, *starts] if p + suffix_tokens + s.meta_max_tokens <= s.max_new_tokens]
+    return fits or [0]  # no room at all: learner_rows names the row that does not fit
+
+
+def mixed_share(sampler, out, answers, verify, boundaries, s, key, global_rows):
+    from mrt_jax.trainer.rollout import Share
+
+    G, C = s.group_size, s.max_new_tokens
+    n_term = G // 2
+    n_cont = G - n_term
+    suffix_len = len(sampler.tokenizer.encode(s.forced_suffix))
+    cuts = []
+    for b in range(len(answers)):
+        toks = list(out.tokens[b * G])
+        cands = cut_candidates(episode_starts(boundaries(toks), len(toks), s.max_episodes), suffix_len, s)
+        pick = jax.random.randint(jax.random.fold_in(key, global_rows[b * G]), (), 0, len(cands))
+        cuts.append(cands[int(pick)])
+    ids = lambda lo, n: [global_rows[b * G + lo + m] for b in range(len(answers)) for m in range(n)]  # noqa: E731
+    cont = sampler.fork(out, [Branch(row=b * G, position=p, text="", n=n_cont) for b, p in enumerate(cuts)],
+                        max_new_tokens=[C - p for p in cuts for _ in range(n_cont)], temperature=s.temperature,
+                        top_p=s.top_p if s.top_p < 1 else None, seed=key, row_ids=ids(0, n_cont))
+    term = sampler.fork(out, [Branch(row=b * G, position=p, text=s.forced_suffix, n=n_term)
+                              for b, p in enumerate(cuts)],
+                        max_new_tokens=s.meta_max_tokens, temperature=s.meta_temperature, top_p=None, seed=key,
+                        stop=["\n"], row_ids=ids(n_cont, n_term))
+    prompt_ids, tokens, logprobs, texts, correct, truncated, lengths, terminated = [], [], [], [], [], [], [], []
+    for b, p in enumerate(cuts):
+        prefix = list(out.tokens[b * G][:p])
+        for src, n, is_term in ((cont, n_cont, False), (term, n_term, True)):
+            for m in range(n):
+                j = b * n + m
+                text = src.texts[j]
+                full = s.forced_suffix + text if is_term else sampler.tokenizer.decode(prefix + list(src.tokens[j]))
+                prompt_ids.append(list(src.prompt_tokens[j]))
+                tokens.append(list(src.tokens[j]))
+                logprobs.append(src.logprobs[j])
+                texts.append(full)
+                correct.append(verify(full, answers[b]))
+                truncated.append(not is_term and src.finish_reasons[j] == "length")
+                lengths.append(p + len(src.tokens[j]))
+                terminated.append(is_term)
+    correct_n = np.asarray(correct, np.float32)
+    truncated_n, lengths_n = np.asarray(truncated), np.asarray(lengths, np.int32)
+    rewards, _, row_mask = shape_rewards(correct_n, truncated_n, lengths_n, s)
+    mask_nc = np.zeros((len(tokens), C), np.float32)
+    for i, t in enumerate(tokens):
+        mask_nc[i, :len(t)] = row_mask[i]
+    term_n = np.asarray(terminated)
+    meta_tokens_n = np.where(term_n, [len(t) for t in tokens], 0).astype(np.int32)
+    arrays = dict(rewards=rewards, correct=correct_n, truncated=truncated_n.astype(np.int32), lengths=lengths_n,
+                  mask_nc=mask_nc, terminated=term_n.astype(np.int32), meta_tokens_n=meta_tokens_n,
+                  cut_n=np.repeat(np.asarray(cuts, np.int32), G))
+    return Share(prompt_ids=prompt_ids, tokens=tokens, logprobs=logprobs, texts=texts, arrays=arrays)
