@@ -81,7 +81,7 @@ def test_a_real_job_step_samples_within_the_compiled_shapes(tmp_path, monkeypatc
     """Run one step of the tiny job (8 fake devices: one process, its sampler on 8 chips) with the engine spied
     on: the rollout's decode has the rows compile_only compiles, the fork at most its worst case, and no call
     carries more cache slots than compiled."""
-    from experiments import rollout
+    import mrt_jax.trainer as rollout  # the job imports collect from here when it runs
     from experiments.mrt_math import main
     from mrt_jax.sampling import engine, sampler
 

@@ -55,8 +55,8 @@ def test_explicit_misfit_names_the_flag_and_value(capsys):
 def test_group_size_given_prompts_rounded_for_it():
     cfg = parse_args(["--tpu=v5e-64", "--group_size=8"])
     assert cfg.prompts_per_step == 16 and cfg.prompts_per_step * 8 % 64 == 0
-    cfg = parse_args(["--tpu=v5e-16", "--group_size=1"])
-    assert cfg.prompts_per_step == 16  # 4 hosts, 16 chips: 16 rows
+    cfg = parse_args(["--tpu=v5e-64", "--group_size=2"])
+    assert cfg.prompts_per_step == 32  # 16 hosts, 64 chips: 64 rows of 2 samples
 
 
 def test_other_misfits_name_the_value(capsys):
