@@ -25,6 +25,7 @@ def run(cfg) -> dict:
     from flax import nnx
 
     from experiments.job_parts import build_job, finish_run, make_evaluate, read_eval
+    from experiments.setup_model import check_model_name
     from mrt_jax.checkpointing import Checkpointer, PreemptionGuard
     from mrt_jax.data import PipelineConfig, prompt_iterator
     from mrt_jax.distributed import allgather_rows, is_main_process, local_mesh_of, local_replica, process_share
@@ -50,6 +51,10 @@ def run(cfg) -> dict:
                         f"{cfg.prompts_per_step} must be a multiple of the process count and prompts_per_step x "
                         f"group_size = {rows} a multiple of the device count")
     problem_source(cfg, "eval", 1)  # a bad task or difficulty fails here, before minutes of warm start
+    try:
+        check_model_name(cfg.model)  # likewise a model that cannot be loaded, before the run dir is written
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from e
     resume = prepare_run_dir(cfg, write=main_process)
     # The demo's SFT warm start trains on one device; with several processes every process runs it on its own
     # (deterministic: the same weights everywhere), and the learner takes the weights from the host below.

@@ -40,13 +40,13 @@ class JobShapes:
 def _tokenizer_and_format(cfg):
     """The tokenizer and prompt format ``setup_model.build`` gives ``cfg.model`` (presets only: a path's model
     would have to be read)."""
-    from experiments.setup_model import procedural_tokenizer
+    from experiments.setup_model import architecture_name, procedural_tokenizer
     from mrt_jax.data import PLAIN, chat_format
     from mrt_jax.models import PRESETS
 
-    if cfg.model not in PRESETS:
-        raise ValueError(f"--compile_only needs an architecture preset for --model (one of {', '.join(PRESETS)}), "
-                         f"got {cfg.model!r}")
+    if architecture_name(cfg.model) not in PRESETS:
+        raise ValueError(f"--compile_only needs an architecture preset for --model (one of {', '.join(PRESETS)}, "
+                         f"with or without arch:), got {cfg.model!r}")
     if cfg.model == "smollm2-135m":
         from mrt_jax.assets import smollm2_gguf_path
         from mrt_jax.tokenizers.gguf_tokenizer import tokenizer_from_gguf
@@ -58,11 +58,11 @@ def _tokenizer_and_format(cfg):
 
 def job_shapes(cfg) -> JobShapes:
     from experiments.job_setup import problem_source as _problem_source
-    from experiments.setup_model import FROM_SCRATCH
+    from experiments.setup_model import FROM_SCRATCH, architecture_name
     from mrt_jax.models import PRESETS
 
     tokenizer, fmt = _tokenizer_and_format(cfg)
-    model_cfg = PRESETS[cfg.model]
+    model_cfg = PRESETS[architecture_name(cfg.model)]
     if cfg.model in FROM_SCRATCH:
         model_cfg = model_cfg.replace(vocab_size=tokenizer.vocab_size)
     _, train = _problem_source(cfg, "train", 4096)

@@ -1,9 +1,11 @@
 """Model + tokenizer + prompt format for the training job, from ``--model``.
 
 - a preset name: ``tiny`` / ``demo`` (from scratch, with the procedural tasks' sentencepiece tokenizer; ``demo`` is
-  warm-started by SFT on worked multi-episode traces and cached), ``smollm2-135m`` (the registry's GGUF weights),
-  or an architecture preset such as ``r1-distill-qwen-1.5b`` (random weights);
-- a path: a Hugging Face folder or a ``.gguf`` file.
+  warm-started by SFT on worked multi-episode traces and cached) or ``smollm2-135m`` (the registry's GGUF weights);
+- a path: a Hugging Face folder or a ``.gguf`` file;
+- ``arch:NAME``: random weights in the shape of an architecture preset (``arch:r1-distill-qwen-1.5b``), for
+  benchmarks and plumbing. The name must say so: a bare real model's name (``r1-distill-qwen-1.5b``) whose weights
+  are not here is refused, never silently trained from random weights.
 """
 
 from __future__ import annotations
@@ -21,6 +23,34 @@ from mrt_jax.sft import SFTExample, pack_examples, train_sft
 log = logging.getLogger(__name__)
 
 FROM_SCRATCH = ("tiny", "demo")
+BUNDLED = ("smollm2-135m",)  # weights shipped by a registry package (scripts/setup.sh installs it)
+ARCH_PREFIX = "arch:"
+
+
+def architecture_name(model: str) -> str:
+    """The architecture preset ``--model`` names (``arch:NAME`` or a preset name), for shape-only uses such as
+    ``--compile_only``; the name itself when it is neither."""
+    return model.removeprefix(ARCH_PREFIX)
+
+
+def check_model_name(model: str) -> None:
+    """Raise FileNotFoundError (one line) for a model the training job cannot load: a real model's preset name
+    without its weights, an unknown ``arch:`` preset, or a path that does not exist."""
+    if model in FROM_SCRATCH or model in BUNDLED:
+        return
+    if model.startswith(ARCH_PREFIX):
+        if architecture_name(model) not in PRESETS:
+            raise FileNotFoundError(f"--model={model!r}: no architecture preset {architecture_name(model)!r}; "
+                                    f"allowed: {', '.join(ARCH_PREFIX + n for n in sorted(PRESETS))}")
+        return
+    if model in PRESETS:
+        raise FileNotFoundError(
+            f"--model={model!r} names a real model whose weights are not here: pass its Hugging Face folder or "
+            f".gguf file (--model=/path/to/it; on a TPU VM launch with --model_path=gs://...), or "
+            f"--model={ARCH_PREFIX}{model} for random weights of its shape")
+    if not os.path.exists(model):
+        raise FileNotFoundError(f"--model={model!r} is neither a preset ({', '.join(FROM_SCRATCH + BUNDLED)}, "
+                                f"{ARCH_PREFIX}NAME) nor an existing folder or .gguf file")
 
 
 def cache_dir() -> str:
@@ -68,6 +98,7 @@ def _warm_start(model, tokenizer, cfg, mesh):
 def build(cfg, mesh):
     """-> (model, tokenizer, prompt format, info dict)."""
     name = cfg.model
+    check_model_name(name)
     if name in FROM_SCRATCH:
         tokenizer = procedural_tokenizer(cfg.task)
         mcfg = PRESETS[name].replace(vocab_size=tokenizer.vocab_size)
@@ -83,15 +114,14 @@ def build(cfg, mesh):
         from mrt_jax.assets import smollm2_gguf_path
 
         path = str(smollm2_gguf_path())
-    elif name in PRESETS:
+    elif name.startswith(ARCH_PREFIX):  # asked for by name: random weights of the preset's shape
         tokenizer = procedural_tokenizer(cfg.task)
-        model = create_model(PRESETS[name], mesh=mesh, seed=cfg.seed)
+        mcfg = PRESETS[architecture_name(name)]
+        mcfg = mcfg.replace(vocab_size=max(mcfg.vocab_size, tokenizer.vocab_size))  # every token id has a row
+        model = create_model(mcfg, mesh=mesh, seed=cfg.seed)
         return model, tokenizer, PLAIN, {"random_weights": True}
     else:
         path = name
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"--model={path!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor an "
-                                    f"existing folder or .gguf file")
     model, tokenizer = load_pretrained(path, mesh=mesh)
     if tokenizer is None:
         raise ValueError(f"--model={path!r} has no tokenizer files; the training job needs one")

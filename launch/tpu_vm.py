@@ -1,8 +1,8 @@
 """Run an experiment on a Cloud TPU VM slice with the gcloud CLI, and clean up afterwards.
 
     python -m launch.tpu_vm [run] --name=mrt-1 --tpu=v5e-64 --zone=us-west4-a --project=my-proj \\
-        --run_dir=gs://my-bucket/runs/mrt-1 [--model_path=gs://my-bucket/models/R1-1.5B] [--spot] [--dry_run] \\
-        -- --model=r1-distill-qwen-1.5b
+        --run_dir=gs://my-bucket/runs/mrt-1 --model_path=gs://my-bucket/models/R1-1.5B [--spot] [--dry_run] \\
+        [-- JOB FLAGS]          (or -- --model=arch:r1-distill-qwen-1.5b for random weights of that shape)
     python -m launch.tpu_vm logs   --name=mrt-1 --zone=us-west4-a --project=my-proj [--worker=all] [--follow]
     python -m launch.tpu_vm status --name=mrt-1 --zone=us-west4-a --project=my-proj [--spot]
     python -m launch.tpu_vm ssh    --name=mrt-1 --zone=us-west4-a --project=my-proj [--worker=0] [-- COMMAND]

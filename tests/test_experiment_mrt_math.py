@@ -185,3 +185,22 @@ def test_other_algorithms_run_a_step(algo, tmp_path, monkeypatch):
     assert row["step"] == 1 and np.isfinite(row["loss"])
     assert ("star_selected_frac" in row) == (algo == "mrt_star")
     assert ("j0_mean" in row) == (algo == "mrt_star")
+
+
+def test_a_real_models_name_without_weights_is_refused_not_trained_from_random_weights(tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    assert main([f"--run_dir={run_dir}", "--model=r1-distill-qwen-1.5b", "--steps=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "weights are not here" in err[0] and "--model=arch:r1-distill-qwen-1.5b" in err[0], err
+    assert not run_dir.exists()  # refused before the run dir is written
+    assert main([f"--run_dir={run_dir}", "--model=arch:no-such-preset", "--steps=1"]) == 2
+    assert "no architecture preset 'no-such-preset'" in capsys.readouterr().err
+
+
+def test_arch_prefix_trains_random_weights_of_the_preset_shape(tmp_path, monkeypatch):
+    from experiments.setup_model import build
+
+    monkeypatch.setenv("MRT_JAX_CACHE", str(tmp_path / "cache"))
+    cfg = parse_args(["--preset=tiny", "--model=arch:tiny"])
+    model, _, _, info = build(cfg, None)
+    assert info == {"random_weights": True} and model.cfg.num_layers == 2
