@@ -10,7 +10,6 @@ those of the whole batch; checkpoints are written by all processes together; pro
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 from experiments.job_setup import learner_config, make_mesh_for, prepare_run_dir, problem_source
@@ -24,22 +23,21 @@ def run(cfg) -> dict:
     import numpy as np
     from flax import nnx
 
-    from experiments.job_parts import build_job, finish_run, make_evaluate, read_eval
+    from experiments.job_parts import build_job, finish_run, make_evaluate, make_learner, read_eval
     from experiments.setup_model import check_model_name
-    from mrt_jax.checkpointing import Checkpointer, PreemptionGuard
+    from mrt_jax.checkpointing import PreemptionGuard
     from mrt_jax.data import PipelineConfig, prompt_iterator
     from mrt_jax.distributed import allgather_rows, is_main_process, local_mesh_of, local_replica, process_share
-    from mrt_jax.learner import create_train_state, make_train_step
     from mrt_jax.metrics import MetricsLogger, StepTimer
     from mrt_jax.sampling import Sampler
-    from mrt_jax.trainer import StepSource, collect, copy_into_sampler, load_into_sampler, make_learn, run_steps
+    from mrt_jax.trainer import StepSource, collect, copy_into_sampler, load_into_sampler, run_steps
 
     t_start = time.time()
     if cfg.compile_only:
         from experiments.compile_only import run_compile_only
 
         try:
-            run_compile_only(cfg, learner_config(cfg), seq=cfg.max_new_tokens + 256)
+            run_compile_only(cfg, learner_config(cfg))
         except ValueError as e:
             raise UserError(str(e)) from e
         return {}
@@ -51,26 +49,17 @@ def run(cfg) -> dict:
                         f"{cfg.prompts_per_step} must be a multiple of the process count and prompts_per_step x "
                         f"group_size = {rows} a multiple of the device count")
     problem_source(cfg, "eval", 1)  # a bad task or difficulty fails here, before minutes of warm start
-    try:
-        check_model_name(cfg.model)  # likewise a model that cannot be loaded, before the run dir is written
-    except FileNotFoundError as e:
-        raise UserError(str(e)) from e
+    check_model_name(cfg.model)  # likewise a model that cannot be loaded, before the run dir is written
     resume = prepare_run_dir(cfg, write=main_process)
     # The demo's SFT warm start trains on one device; with several processes every process runs it on its own
     # (deterministic: the same weights everywhere), and the learner takes the weights from the host below.
     local_build = jax.process_count() > 1 and cfg.model == "demo" and cfg.sft_steps > 0
-    try:
-        parts = build_job(cfg, None if local_build else mesh)
-    except FileNotFoundError as e:
-        raise UserError(str(e)) from e
+    parts = build_job(cfg, None if local_build else mesh)
     model = parts.model
-    lcfg = learner_config(cfg)
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     if local_build:
         params = jax.tree.map(np.asarray, params)  # identical on every process: a replicated host value
-    state = create_train_state(model.cfg, lcfg, mesh, params=params)
-    ref_params = jax.tree.map(lambda x: x.copy(), state.params) if cfg.kl_coef > 0 else None
-    learn = make_learn(lcfg, make_train_step(lcfg, model.cfg, mesh), ref_params, mesh)
+    state, learn, ckpt = make_learner(cfg, model.cfg, mesh, params)
 
     sampler_mesh = local_mesh_of(mesh) if mesh is not None else None  # a full replica on this process's devices
     if sampler_mesh is not None:  # the sampler starts from that replica: it never touches the learner's mesh
@@ -85,7 +74,6 @@ def run(cfg) -> dict:
     data = prompt_iterator(parts.train_records, PipelineConfig(batch_size=cfg.prompts_per_step, seed=cfg.seed,
                                                                process_index=0, process_count=1))
     first, last = process_share(cfg.prompts_per_step, "prompts per step")
-    ckpt = Checkpointer(os.path.join(cfg.run_dir, "checkpoints"), save_every=cfg.save_every, keep_last=cfg.keep_last)
     start = 0
     if resume:
         state, items, start = ckpt.restore(state, mesh=mesh)

@@ -176,9 +176,8 @@ def report_table(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def run_compile_only(cfg, lcfg, seq: int | None = None) -> int:
-    """Print the table, then one JSON line. ``seq`` is ignored: the learner's length comes from the job's
-    prompts (``job_shapes``), as in the job."""
+def run_compile_only(cfg, lcfg) -> int:
+    """Print the table, then one JSON line (the learner's length comes from the job's prompts, ``job_shapes``)."""
     rep = compile_job(cfg, lcfg)
     print(report_table(rep))
     print(json.dumps(rep, sort_keys=True))

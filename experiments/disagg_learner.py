@@ -13,7 +13,6 @@ is removed only after the next weights are committed, so a sampler that sees its
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 
@@ -116,32 +115,23 @@ def _clear_attempt_leftovers(layout: RunLayout, start: int) -> None:
 
 
 def run_learner(cfg, wait_timeout: float) -> dict:
-    import jax
     from flax import nnx
 
-    from experiments.job_parts import build_job, finish_run, make_evaluate, read_eval
-    from experiments.job_setup import learner_config, make_mesh_for, prepare_run_dir
-    from mrt_jax.checkpointing import Checkpointer, PreemptionGuard
+    from experiments.job_parts import build_job, finish_run, make_evaluate, make_learner, read_eval
+    from experiments.job_setup import make_mesh_for, prepare_run_dir
+    from mrt_jax.checkpointing import PreemptionGuard
     from mrt_jax.checkpointing.manager import commit_problem
-    from mrt_jax.learner import create_train_state, make_train_step
     from mrt_jax.metrics import MetricsLogger, StepTimer
     from mrt_jax.sampling import Sampler
-    from mrt_jax.trainer import StepSource, copy_into_sampler, make_learn, run_steps
+    from mrt_jax.trainer import StepSource, copy_into_sampler, run_steps
     from mrt_jax.weight_sync import WeightPublisher
 
     t_start = time.time()
     layout = RunLayout.of(cfg.run_dir)
     mesh = make_mesh_for(cfg)
     resume = prepare_run_dir(cfg)
-    try:
-        parts = build_job(cfg, mesh)
-    except FileNotFoundError as e:
-        raise UserError(str(e)) from e
-    lcfg = learner_config(cfg)
-    state = create_train_state(parts.model.cfg, lcfg, mesh, params=nnx.to_pure_dict(nnx.state(parts.model, nnx.Param)))
-    ref_params = jax.tree.map(lambda x: x.copy(), state.params) if cfg.kl_coef > 0 else None
-    learn = make_learn(lcfg, make_train_step(lcfg, parts.model.cfg, mesh), ref_params, mesh)
-    ckpt = Checkpointer(os.path.join(cfg.run_dir, "checkpoints"), save_every=cfg.save_every, keep_last=cfg.keep_last)
+    parts = build_job(cfg, mesh)
+    state, learn, ckpt = make_learner(cfg, parts.model.cfg, mesh, nnx.to_pure_dict(nnx.state(parts.model, nnx.Param)))
     start = 0
     if resume:
         state, _, start = ckpt.restore(state, mesh=mesh)

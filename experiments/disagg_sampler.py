@@ -85,10 +85,7 @@ def _run_sampler(cfg, wait_timeout: float, guard) -> dict:
     from mrt_jax.weight_sync import WeightSubscriber
 
     mesh = make_mesh_for(cfg)
-    try:
-        parts = build_job(cfg, mesh)
-    except FileNotFoundError as e:
-        raise UserError(str(e)) from e
+    parts = build_job(cfg, mesh)
     sampler = Sampler(parts.model, parts.tokenizer, mesh=mesh, max_cache_len=parts.cache_len)
     # Built while the learner starts up (in parallel); only then wait for its first weights.
     if not _wait_for_first_weights(layout, cfg, wait_timeout, since, guard):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from experiments.job_setup import problem_source
+from mrt_jax.errors import UserError
 from mrt_jax.trainer import RolloutSettings, Task, estimator_name
 
 log = logging.getLogger("mrt_math")
@@ -60,10 +61,13 @@ def rollout_settings(cfg, max_prompt: int, forced_suffix: str) -> RolloutSetting
 
 def build_job(cfg, mesh) -> JobParts:
     """Model, tokenizer, train/eval problems and rollout settings for ``cfg``; deterministic in ``cfg.seed``.
-    Raises FileNotFoundError for a missing ``--model`` path."""
+    A model that cannot be loaded (a missing path or file) is a UserError: every job role reports it in one line."""
     from experiments.setup_model import build
 
-    model, tokenizer, fmt, info = build(cfg, mesh)
+    try:
+        model, tokenizer, fmt, info = build(cfg, mesh)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from e
     task, train_records = problem_source(cfg, "train", 4096)
     _, eval_records = problem_source(cfg, "eval", cfg.eval_problems)
     longest = max(len(tokenizer.encode(fmt.build_prompt(r["question"]))) for r in train_records + eval_records)
@@ -73,6 +77,24 @@ def build_job(cfg, mesh) -> JobParts:
                     eval_records=eval_records, max_prompt=max_prompt, cache_len=cache_len,
                     settings=rollout_settings(cfg, max_prompt, fmt.forced_termination_suffix),
                     boundaries=make_boundaries(cfg, tokenizer, fmt))
+
+
+def make_learner(cfg, model_cfg, mesh, params) -> tuple[Any, Callable, Any]:
+    """The job's learner from its initial ``params``: (train state, ``learn(state, rows)`` with the reference
+    model's logprobs when KL is on, the run's checkpointer)."""
+    import jax
+
+    from experiments.job_setup import learner_config
+    from mrt_jax.checkpointing import Checkpointer
+    from mrt_jax.learner import create_train_state, make_train_step
+    from mrt_jax.trainer import make_learn
+
+    lcfg = learner_config(cfg)
+    state = create_train_state(model_cfg, lcfg, mesh, params=params)
+    ref_params = jax.tree.map(lambda x: x.copy(), state.params) if cfg.kl_coef > 0 else None
+    learn = make_learn(lcfg, make_train_step(lcfg, model_cfg, mesh), ref_params, mesh)
+    ckpt = Checkpointer(os.path.join(cfg.run_dir, "checkpoints"), save_every=cfg.save_every, keep_last=cfg.keep_last)
+    return state, learn, ckpt
 
 
 def make_boundaries(cfg, tokenizer, fmt) -> Callable[[list[int]], list[int]]:

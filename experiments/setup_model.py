@@ -17,6 +17,7 @@ import os
 import shutil
 
 from mrt_jax.data import PLAIN, cached_spm, chat_format, corpus, load_spm, sft_examples
+from mrt_jax.errors import UserError
 from mrt_jax.models import PRESETS, create_model
 from mrt_jax.sft import SFTExample, pack_examples, train_sft
 
@@ -34,22 +35,22 @@ def architecture_name(model: str) -> str:
 
 
 def check_model_name(model: str) -> None:
-    """Raise FileNotFoundError (one line) for a model the training job cannot load: a real model's preset name
-    without its weights, an unknown ``arch:`` preset, or a path that does not exist."""
+    """Raise UserError (one line) for a model the training job cannot load: a real model's preset name without
+    its weights, an unknown ``arch:`` preset, or a path that does not exist."""
     if model in FROM_SCRATCH or model in BUNDLED:
         return
     if model.startswith(ARCH_PREFIX):
         if architecture_name(model) not in PRESETS:
-            raise FileNotFoundError(f"--model={model!r}: no architecture preset {architecture_name(model)!r}; "
+            raise UserError(f"--model={model!r}: no architecture preset {architecture_name(model)!r}; "
                                     f"allowed: {', '.join(ARCH_PREFIX + n for n in sorted(PRESETS))}")
         return
     if model in PRESETS:
-        raise FileNotFoundError(
+        raise UserError(
             f"--model={model!r} names a real model whose weights are not here: pass its Hugging Face folder or "
             f".gguf file (--model=/path/to/it; on a TPU VM launch with --model_path=gs://...), or "
             f"--model={ARCH_PREFIX}{model} for random weights of its shape")
     if not os.path.exists(model):
-        raise FileNotFoundError(f"--model={model!r} is neither a preset ({', '.join(FROM_SCRATCH + BUNDLED)}, "
+        raise UserError(f"--model={model!r} is neither a preset ({', '.join(FROM_SCRATCH + BUNDLED)}, "
                                 f"{ARCH_PREFIX}NAME) nor an existing folder or .gguf file")
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from mrt_jax.sampling import Branch
 from mrt_jax.trainer.progress import episode_starts
-from mrt_jax.trainer.scoring import shape_rewards
+from mrt_jax.trainer.scoring import completion_mask, shape_rewards, top_p_or_none
 
 
 def cut_candidates(starts: list[int], suffix_tokens: int, s) -> list[int]:
@@ -41,7 +41,7 @@ def mixed_share(sampler, out, answers, verify, boundaries, s, key, global_rows):
     ids = lambda lo, n: [global_rows[b * G + lo + m] for b in range(len(answers)) for m in range(n)]  # noqa: E731
     cont = sampler.fork(out, [Branch(row=b * G, position=p, text="", n=n_cont) for b, p in enumerate(cuts)],
                         max_new_tokens=[C - p for p in cuts for _ in range(n_cont)], temperature=s.temperature,
-                        top_p=s.top_p if s.top_p < 1 else None, seed=key, row_ids=ids(0, n_cont))
+                        top_p=top_p_or_none(s.top_p), seed=key, row_ids=ids(0, n_cont))
     term = sampler.fork(out, [Branch(row=b * G, position=p, text=s.forced_suffix, n=n_term)
                               for b, p in enumerate(cuts)],
                         max_new_tokens=s.meta_max_tokens, temperature=s.meta_temperature, top_p=None, seed=key,
@@ -65,9 +65,7 @@ def mixed_share(sampler, out, answers, verify, boundaries, s, key, global_rows):
     correct_n = np.asarray(correct, np.float32)
     truncated_n, lengths_n = np.asarray(truncated), np.asarray(lengths, np.int32)
     rewards, _, row_mask = shape_rewards(correct_n, truncated_n, lengths_n, s)
-    mask_nc = np.zeros((len(tokens), C), np.float32)
-    for i, t in enumerate(tokens):
-        mask_nc[i, :len(t)] = row_mask[i]
+    mask_nc = completion_mask(tokens, row_mask, C)
     term_n = np.asarray(terminated)
     meta_tokens_n = np.where(term_n, [len(t) for t in tokens], 0).astype(np.int32)
     arrays = dict(rewards=rewards, correct=correct_n, truncated=truncated_n.astype(np.int32), lengths=lengths_n,

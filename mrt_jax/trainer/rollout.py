@@ -15,7 +15,7 @@ import numpy as np
 
 from mrt_jax.sampling import Branch, SampleOutput, Sampler
 from mrt_jax.trainer.progress import assemble_j, episode_starts, fork_plan
-from mrt_jax.trainer.scoring import shape_rewards
+from mrt_jax.trainer.scoring import completion_mask, shape_rewards, top_p_or_none
 from mrt_jax.trainer.settings import RolloutSettings
 
 
@@ -78,7 +78,7 @@ def sample_share(sampler: Sampler, tokenizer, prompts: Sequence[str], answers: S
     rows = [p for p in prompt_ids for _ in range(G)]
     gold = [a for a in answers for _ in range(G)]
     global_rows = [first_prompt * G + i for i in range(N)]
-    out = sampler.generate(rows, max_new_tokens=C, temperature=s.temperature, top_p=s.top_p if s.top_p < 1 else None,
+    out = sampler.generate(rows, max_new_tokens=C, temperature=s.temperature, top_p=top_p_or_none(s.top_p),
                            seed=keys["rollout"], keep_cache=s.meta, row_ids=global_rows)
     if s.estimator == "mrt_mixed":
         from mrt_jax.trainer.mixed import mixed_share
@@ -89,11 +89,8 @@ def sample_share(sampler: Sampler, tokenizer, prompts: Sequence[str], answers: S
     correct = np.asarray([verify(t, g) for t, g in zip(texts, gold)], np.float32)
     lengths = np.asarray(out.lengths, np.int32)
     rewards, j_outcome, row_mask = shape_rewards(correct, truncated, lengths, s)
-    mask_nc = np.zeros((N, C), np.float32)
-    for i, toks in enumerate(out.tokens):
-        mask_nc[i, :len(toks)] = row_mask[i]
     arrays = dict(rewards=rewards, correct=correct, truncated=truncated.astype(np.int32), lengths=lengths,
-                  mask_nc=mask_nc)
+                  mask_nc=completion_mask(out.tokens, row_mask, C))
     if s.meta:
         arrays.update(estimate_progress(sampler, out, gold, j_outcome, global_rows, verify, boundaries, s,
                                         keys["fork"]))

@@ -6,7 +6,7 @@ numbers, because MRT's progress scale and the GRPO statistics are batch- and gro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -28,6 +28,19 @@ def shape_rewards(correct_n: np.ndarray, truncated_n: np.ndarray, lengths_n: np.
         rewards = overlong_shaped_reward(rewards, lengths_n, max_length=s.max_new_tokens,
                                          buffer_length=s.overlong_buffer, factor=s.overlong_factor)
     return np.asarray(rewards, np.float32), np.asarray(j_outcome, np.float32), np.asarray(row_mask, np.float32)
+
+
+def completion_mask(tokens: Sequence[Sequence[int]], row_mask_n: np.ndarray, width: int) -> np.ndarray:
+    """[N, width] float32: each row's completion tokens, weighted by its row mask (0 = the row leaves the loss)."""
+    mask_nc = np.zeros((len(tokens), width), np.float32)
+    for i, toks in enumerate(tokens):
+        mask_nc[i, :len(toks)] = row_mask_n[i]
+    return mask_nc
+
+
+def top_p_or_none(top_p: float) -> float | None:
+    """The sampler's nucleus filter only when it cuts something (top_p = 1 keeps the unfiltered, faster path)."""
+    return top_p if top_p < 1 else None
 
 
 def groups_with_signal(rewards_n: np.ndarray, group_size: int) -> np.ndarray:
