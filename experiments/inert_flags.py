@@ -13,6 +13,10 @@ def _no_meta(c) -> bool:
     return c.algo not in _MRT_FAMILY
 
 
+def _star_ignores_rewards(c) -> bool:
+    return c.algo == "mrt_star" and not c.dynamic_sampling
+
+
 def _no_sft(c) -> bool:
     return c.model != "demo" or c.sft_steps == 0
 
@@ -28,6 +32,13 @@ INERT: dict[str, tuple[Callable, str]] = {
     "max_episodes": (_no_meta, "only --algo=mrt / mrt_star split traces into episodes"),
     "episode_grid": (lambda c: _no_meta(c) or c.episode_rule != "grid", "it is the grid of --episode_rule=grid "
                                                                         "with --algo=mrt / mrt_star"),
+    "dual_clip": (lambda c: c.algo == "mrt_star", "MRT-STaR's advantages are never negative (dual clip caps the "
+                                                  "loss of negative ones)"),
+    "length_penalty": (_star_ignores_rewards, "MRT-STaR's advantage does not read the shaped reward (only "
+                                              "--dynamic_sampling's choice of groups would)"),
+    "overlong_buffer": (_star_ignores_rewards, "MRT-STaR's advantage does not read the shaped reward (only "
+                                               "--dynamic_sampling's choice of groups would)"),
+    "top_p": (lambda c: c.temperature == 0, "rollouts are greedy with --temperature=0"),
     "overlong_factor": (lambda c: c.overlong_buffer == 0, "it scales the penalty of --overlong_buffer > 0"),
     "dynamic_rounds": (lambda c: not c.dynamic_sampling, "it bounds the refills of --dynamic_sampling"),
     "kl_estimator": (lambda c: c.kl_coef == 0, "there is no KL term with --kl_coef=0"),

@@ -42,7 +42,7 @@ def check_model_name(model: str) -> None:
     if model.startswith(ARCH_PREFIX):
         if architecture_name(model) not in PRESETS:
             raise UserError(f"--model={model!r}: no architecture preset {architecture_name(model)!r}; "
-                                    f"allowed: {', '.join(ARCH_PREFIX + n for n in sorted(PRESETS))}")
+                            f"allowed: {', '.join(ARCH_PREFIX + n for n in sorted(PRESETS))}")
         return
     if model in PRESETS:
         raise UserError(
@@ -51,7 +51,7 @@ def check_model_name(model: str) -> None:
             f"--model={ARCH_PREFIX}{model} for random weights of its shape")
     if not os.path.exists(model):
         raise UserError(f"--model={model!r} is neither a preset ({', '.join(FROM_SCRATCH + BUNDLED)}, "
-                                f"{ARCH_PREFIX}NAME) nor an existing folder or .gguf file")
+                        f"{ARCH_PREFIX}NAME) nor an existing folder or .gguf file")
 
 
 def cache_dir() -> str:

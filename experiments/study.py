@@ -36,8 +36,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     p.add_argument("--out", default="runs/study", help="study dir: one run dir per (algo, seed), compare/, STUDY.md")
     p.add_argument("--seeds", type=int_list_flag("seeds", minimum=0), default=[0, 1, 2])
     p.add_argument("--algos", default="grpo,mrt", help="comma list of --algo values")
-    p.add_argument("--equal_compute", action=argparse.BooleanOptionalAction, default=True,
-                   help="also train GRPO for as many sampled tokens as MRT used (label grpo_eqtok)")
+    p.add_argument("--equal_compute", action=argparse.BooleanOptionalAction, default=None,
+                   help="also train GRPO for as many sampled tokens as MRT used (label grpo_eqtok); default: on "
+                        "when --algos has both mrt and grpo, and refused otherwise")
     p.add_argument("--base", action=argparse.BooleanOptionalAction, default=True,
                    help="evaluate the warm-started base model (a learning-rate-0 run) per seed")
     p.add_argument("--ood", default="auto", help="out-of-distribution dataset for experiments.evaluate "
@@ -49,7 +50,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     bad = [a for a in args.algos if a not in ALGOS]
     if bad or not args.algos:
         p.error(f"--algos={','.join(args.algos)}: choose from {', '.join(ALGOS)}")
+    both = "mrt" in args.algos and "grpo" in args.algos
+    if args.equal_compute and not both:
+        p.error(f"--equal_compute matches GRPO's sampled tokens to MRT's: --algos={','.join(args.algos)} needs "
+                f"both mrt and grpo (or drop --equal_compute)")
+    args.equal_compute = both if args.equal_compute is None else args.equal_compute
     for flag in job_flags:
+        if not flag.startswith("--"):  # the study edits job flags by name: each must be one --name=value item
+            p.error(f"job flags are passed as --name=value; got {flag!r} on its own (write --flag=VALUE)")
         name = flag.split("=")[0].lstrip("-")
         if name in ("algo", "seed", "run_dir"):
             p.error(f"--{name} is set by the study per run; do not pass it")
@@ -155,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         for algo in args.algos:  # a flag that does nothing for this algo (e.g. --alpha for grpo) is left out
             flags = [*without_inert(seed_flags, f"--algo={algo}"), f"--algo={algo}"]
             runs.append((algo, _train(f"{algo}-s{seed}", flags, args, logs)))
-    if args.equal_compute and "mrt" in args.algos and "grpo" in args.algos and not args.dry_run:
+    if args.equal_compute and not args.dry_run:
         mrt_tokens = [_sampled_tokens(d)[0] for label, d in runs if label == "mrt"]
         grpo = [_sampled_tokens(d) for label, d in runs if label == "grpo"]
         per_step = sum(t for t, _ in grpo) / max(1, sum(s for _, s in grpo))

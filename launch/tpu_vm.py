@@ -149,16 +149,20 @@ def parse_vm(command: str, argv: list[str]) -> tuple[C.VmRef, argparse.Namespace
         argv, remote = argv[:i], argv[i + 1:]
     ap = argparse.ArgumentParser(prog=f"python -m launch.tpu_vm {command}")
     _where_args(ap)
-    ap.add_argument("--spot", action="store_true", help="status: also the queued resource's state")
-    ap.add_argument("--worker", default="all" if command == "logs" else "0", help="all or a worker index")
-    ap.add_argument("--lines", type=int, default=200, help="logs: how many lines per worker")
-    ap.add_argument("--follow", action="store_true", help="logs: keep following (tail -F)")
+    # Each subcommand takes only the flags it uses (an accepted flag that does nothing would mislead).
+    if command == "status":
+        ap.add_argument("--spot", action="store_true", help="also the queued resource's state")
+    else:
+        ap.add_argument("--worker", default="all" if command == "logs" else "0", help="all or a worker index")
+    if command == "logs":
+        ap.add_argument("--lines", type=int, default=200, help="how many lines per worker")
+        ap.add_argument("--follow", action="store_true", help="keep following (tail -F)")
     ap.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
     a = ap.parse_args(argv)
     if remote and command != "ssh":
         raise ValueError(f"`{command}` takes no command after --; use `ssh`")
     a.remote = shlex.join(remote) if remote else None
-    return C.VmRef(name=a.name, zone=a.zone, project=a.project, spot=a.spot), a
+    return C.VmRef(name=a.name, zone=a.zone, project=a.project, spot=getattr(a, "spot", False)), a
 
 
 def vm_commands(command: str, ref: C.VmRef, a: argparse.Namespace) -> list[list[str]]:

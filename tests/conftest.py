@@ -29,5 +29,5 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 from hypothesis import settings as _hypothesis_settings  # noqa: E402
 
 _hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI"):
+if os.environ.get("CI"):  # as the other CI-only checks of the tests read it
     _hypothesis_settings.load_profile("ci")

@@ -10,7 +10,12 @@ import re
 
 import pytest
 
-CLIS = ["experiments.evaluate", "experiments.compare", "experiments.analyze_traces",
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The job's parser (experiments.config) and the study's are walked with stronger checks in
+# tests/test_flags_reach_the_code.py.
+ELSEWHERE = {"experiments.config", "experiments.study"}
+CLIS = ["experiments.evaluate", "experiments.compare", "experiments.analyze_traces", "experiments.disaggregated",
+        "mrt_jax.distributed.check",
         "launch.tpu_vm", "mrt_jax.distributed.aot", "benchmarks.eval_cost", "benchmarks.sampler_cpu",
         "benchmarks.sampler_fork", "benchmarks.sampler_gpu", "benchmarks.train_step_cpu", "benchmarks.train_step_gpu"]
 
@@ -22,20 +27,27 @@ class _Captured(Exception):
 def _parsers(module: str, argv: list[str]) -> list[argparse.ArgumentParser]:
     """The parser(s) ``module.main(argv)`` builds, captured when it starts parsing (nothing else runs)."""
     seen = []
-    real = argparse.ArgumentParser.parse_args
+    real = argparse.ArgumentParser.parse_known_args  # parse_args goes through it too
 
     def capture(self, args=None, namespace=None):
         seen.append(self)
         raise _Captured
 
-    argparse.ArgumentParser.parse_args = capture
+    argparse.ArgumentParser.parse_known_args = capture
     try:
         importlib.import_module(module).main(argv)
     except _Captured:
         pass
     finally:
-        argparse.ArgumentParser.parse_args = real
+        argparse.ArgumentParser.parse_known_args = real
     return seen
+
+
+def test_every_module_that_builds_a_parser_is_walked():
+    found = {".".join(p.relative_to(ROOT).with_suffix("").parts)
+             for d in ("experiments", "mrt_jax", "launch", "benchmarks") for p in (ROOT / d).rglob("*.py")
+             if re.search(r"\b(ArgumentParser|OneLineErrorParser)\(", p.read_text())}
+    assert found - ELSEWHERE == set(CLIS)
 
 
 @pytest.mark.parametrize("module", CLIS)
@@ -45,7 +57,7 @@ def test_every_flag_is_read(module):
     assert parsers, f"{module}.main built no parser"
     code = pathlib.Path(importlib.import_module(module).__file__).read_text()
     unread = sorted({a.dest for p in parsers for a in p._actions if a.dest not in ("help", argparse.SUPPRESS)
-                     and not re.search(rf"\b(args|a)\.{a.dest}\b|getattr\(\w+, [\"']{a.dest}[\"']", code)})
+                     and not re.search(rf"\b(args|a|known)\.{a.dest}\b|getattr\(\w+, [\"']{a.dest}[\"']", code)})
     assert not unread, f"{module}: flags accepted but never read: {unread}"
 
 

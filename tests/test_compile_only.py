@@ -2,6 +2,7 @@
 builds, and the learner step lowered from the abstract TrainState is the program the job's step runs."""
 
 import hashlib
+import os
 
 import jax
 import pytest
@@ -64,8 +65,8 @@ def test_multi_host_v5e_sampler_programs_compile_on_one_hosts_chips(capsys, tmp_
     from experiments.mrt_math import main
     from mrt_jax.distributed.aot import libtpu_available
 
-    if not libtpu_available():
-        pytest.skip("libtpu is not installed (scripts/setup.sh installs it)")
+    if not libtpu_available() and not os.environ.get("CI"):
+        pytest.skip("libtpu is not installed (scripts/setup.sh installs it); in CI this test runs and fails")
     monkeypatch.setenv("MRT_JAX_CACHE", str(tmp_path / "cache"))
     assert main(["--compile_only", "--tpu=v5e-16", "--preset=tiny"]) == 0
     out = capsys.readouterr().out.strip().splitlines()

@@ -117,6 +117,24 @@ def test_planner_bad_axes():
         plan_mesh(cfg, "cpu", batch=0, seq=16)
 
 
+@pytest.mark.parametrize("name", ["smollm2-135m", "tiny", "r1-distill-qwen-1.5b"])  # tied, tied, untied
+def test_sampler_weight_bytes_are_the_replica_plus_what_the_fast_weights_copy(name):
+    """Against the sampler's own per-layer weights (what --compile_only counts): the fast weights copy the layers
+    and an untied head; a tied head and the embedding are shared with the replica."""
+    import numpy as np
+
+    from mrt_jax.distributed.planner import sampler_weight_bytes
+    from mrt_jax.models import get_preset
+    from mrt_jax.sampling.programs import abstract_weights
+
+    cfg = get_preset(name)
+    w = abstract_weights(cfg, None)
+    nbytes = lambda tree: sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))  # noqa: E731
+    fast_own = nbytes(w.layers) + (0 if cfg.tie_word_embeddings else nbytes(w.head))
+    replica = cfg.num_params * np.dtype(cfg.param_dtype).itemsize
+    assert sampler_weight_bytes(cfg) == replica + fast_own
+
+
 def test_sampler_tensor_is_the_smallest_split_that_fits():
     from mrt_jax.distributed.planner import sampler_tensor, sampler_weight_bytes
     from mrt_jax.models import get_preset

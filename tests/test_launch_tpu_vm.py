@@ -182,6 +182,10 @@ def test_subcommands_run_gcloud_and_refuse_bad_input(capsys, monkeypatch):
     assert "--worker='1;x' is not valid" in capsys.readouterr().err
     assert tpu_vm.main(["logs", *WHERE, "--lines=0"]) == 2
     assert "--lines=0 is not valid" in capsys.readouterr().err
+    for command, flag in (("status", "--lines=5"), ("status", "--worker=1"), ("ssh", "--follow"), ("logs", "--spot")):
+        with pytest.raises(SystemExit) as e:  # a subcommand takes only the flags it uses
+            tpu_vm.main([command, *WHERE, flag])
+        assert e.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
     assert tpu_vm.main(["status", "--name=Bad_Name", "--zone=us-west4-a", "--project=my-proj-123"]) == 2
     assert "--name='Bad_Name' is not valid" in capsys.readouterr().err
     monkeypatch.setattr(tpu_vm.shutil, "which", lambda name: None)

@@ -78,3 +78,16 @@ def test_an_ood_eval_of_an_earlier_checkpoint_is_redone(tmp_path):
     assert not _ood_is_current(str(run), str(out))
     (out / "eval.json").write_text(json.dumps({"source": {"checkpoint_step": 30}}))
     assert _ood_is_current(str(run), str(out))
+
+
+def test_spaced_job_flags_and_equal_compute_without_both_algorithms_are_refused(capsys, tmp_path):
+    """The study edits job flags by name (per algorithm it drops the ones that do nothing), so a value passed as
+    its own item would be left behind as a stray argument; --equal_compute needs an MRT and a GRPO arm."""
+    for argv, message in ((["--alpha", "0.5"], "got '0.5' on its own"),
+                          (["--algos=mrt,rloo", "--equal_compute"], "needs both mrt and grpo")):
+        try:
+            code = study.main([f"--out={tmp_path}", "--dry_run", *argv])
+        except SystemExit as e:
+            code = e.code
+        assert code == 2 and message in capsys.readouterr().err
+    assert study.main([f"--out={tmp_path}", "--dry_run", "--algos=mrt,rloo"]) == 0  # off by default there

@@ -179,11 +179,12 @@ def _refusal(cfg, best: MeshPlan, kw: dict, usable_fraction: float, fixed: tuple
 
 def sampler_weight_bytes(cfg: ModelConfig) -> int:
     """Bytes of a colocated sampler's weights on one chip without tensor parallelism: the full replica plus its
-    per-layer fast-weights copy (everything but the embedding and final norm it shares with the replica)."""
+    per-layer fast-weights copy (everything but the embedding and final norm it shares with the replica; a tied
+    output head is that embedding, an untied one is copied like the layers)."""
     from mrt_jax.distributed.memory import _itemsize
 
     n = cfg.num_params
-    shared = cfg.vocab_size * cfg.hidden_size * (2 if cfg.tie_word_embeddings else 1) + cfg.hidden_size
+    shared = cfg.vocab_size * cfg.hidden_size + cfg.hidden_size
     return (2 * n - shared) * _itemsize(cfg.param_dtype)
 
 

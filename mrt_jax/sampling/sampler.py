@@ -278,8 +278,7 @@ class Sampler:
         stops = sorted(set(() if ignore_eos else self.eos_ids)) or [-1]
         stop_ids = jnp.asarray(stops, jnp.int32)
         ids = np.asarray(list(row_ids) + [2**31 - 1 - i for i in range(pad_rows)], np.uint32)
-        base = as_key(seed)  # an int seed or a named stream's key (mrt_jax.random_streams)
-        keys = jax.random.key_data(jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.asarray(ids)))
+        keys = row_keys(seed, ids)
 
         with self._mesh_ctx():
             cache = self._make_cache(src_cache, src_rows, R, S)
@@ -354,6 +353,13 @@ class Sampler:
         ref = CacheRef(cache, slots) if cache is not None else None
         return SampleOutput(tokens, logps, slogps, np.asarray([len(t) for t in tokens]), reasons,
                             [list(p) for p in prefixes], texts, ref)
+
+
+def row_keys(seed, ids: np.ndarray) -> jax.Array:
+    """The raw key data [R, 2] of each sampled row: ``fold_in(base, row id)``, ``base`` an int seed's key or a named
+    stream's key (mrt_jax.random_streams). A row's tokens depend on its id only, not on the rows beside it."""
+    base = as_key(seed)
+    return jax.random.key_data(jax.vmap(lambda r: jax.random.fold_in(base, r))(jnp.asarray(ids)))
 
 
 def _stream_ids(row_ids: Sequence[int] | None, n: int) -> list[int]:
