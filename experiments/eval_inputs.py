@@ -172,10 +172,14 @@ def _from_file(path: str, count: int, dataset_format: str, task: str) -> Problem
                     _math_verify, path, task)
 
 
+def looks_like_file(dataset: str) -> bool:
+    """A data file path rather than a procedural task spec (``arithmetic:2``)."""
+    return os.sep in dataset or dataset.endswith((".jsonl", ".json", ".parquet")) or os.path.exists(dataset)
+
+
 def load_problems(dataset: str, count: int, *, seed: int, dataset_format: str, task: str) -> Problems:
     """``dataset``: a procedural task (``arithmetic``, ``arithmetic:2``, ``gym:<name>:1``) or a data file path."""
-    looks_like_file = os.sep in dataset or dataset.endswith((".jsonl", ".json", ".parquet"))
-    if looks_like_file or os.path.exists(dataset):
+    if looks_like_file(dataset):
         if not os.path.isfile(dataset):
             raise UserError(f"--dataset={dataset!r}: no such file")
         return _from_file(dataset, count, dataset_format, task)

@@ -22,6 +22,7 @@ import sys
 import time
 
 from experiments.config import OneLineErrorParser, int_list_flag
+from experiments.eval_flags import inert_eval_flags
 from experiments.eval_inputs import UserError, check_prompt_lengths, check_run_dir, load_problems, run_config
 from experiments.eval_report import write_report_for
 
@@ -41,7 +42,7 @@ def _positive(name: str):
     return parse
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     p = OneLineErrorParser(prog="python -m experiments.evaluate", description=__doc__.split("\n")[0],
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
@@ -71,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--title", help="report title")
     p.add_argument("--seed", type=int, default=0, help="sampling seed; with --model also the task problem stream")
     p.add_argument("--platform", default="cpu", help="JAX platform (cpu, gpu, tpu) or 'auto' to let JAX choose")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = _parser()
     args = p.parse_args(argv)
     if args.budgets != "auto":
         try:
@@ -156,6 +162,9 @@ def run(args) -> dict:
         run_cfg = run_config(stored, os.path.join(args.run_dir, "config.json"))
         ckpt = (ckpt_dir, step)
     dataset = args.dataset or (f"{run_cfg.task}:{run_cfg.difficulty}" if run_cfg else "arithmetic:1")
+    inert = inert_eval_flags(args, vars(_parser().parse_args(["--model=x"])), dataset)
+    if inert:
+        raise UserError("; ".join(f"--{name} does nothing here: {why}" for name, why in inert))
     problems = load_problems(dataset, args.problems, seed=run_cfg.seed if run_cfg else args.seed,
                              dataset_format=args.dataset_format, task=run_cfg.task if run_cfg else args.task)
     out_dir = args.out or os.path.join(args.run_dir, f"eval_step{ckpt[1]}")

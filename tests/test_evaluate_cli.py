@@ -215,3 +215,23 @@ def test_prompt_longer_than_the_context(tmp_path, capsys, tiny):
                                                             "answer": "1501", "unique_id": "test/long/9.json"}])
     _one_line_error(capsys, ["--model=tiny", f"--dataset={long}", "--max_tokens=16", f"--out={tmp_path / 'o'}"],
                     "problem 'test/long/9.json': prompt of")
+
+
+def test_inert_flags_are_refused(tmp_path, capsys):
+    """A flag the evaluation would not read is a one-line error naming it, before any model is built; the same flag
+    where it is read passes that check (it fails later, on purpose, at a missing file)."""
+    good, out = str(_math500(tmp_path / "good.jsonl")), f"--out={tmp_path / 'out'}"
+    cases = [
+        (["--dataset=arithmetic:1", "--dataset_format=gsm8k"], "--dataset_format does nothing here"),
+        (["--dataset=arithmetic:1", "--task=countdown"], "--task does nothing here"),
+        (["--episodes=0", "--episode_rule=grid"], "--episode_rule does nothing here"),
+        (["--episode_grid=8"], "--episode_grid does nothing here"),
+        (["--max_extensions=2"], "--max_extensions does nothing here"),
+        ([f"--dataset={good}", "--seed=3"], "--seed does nothing here"),
+    ]
+    for flags, message in cases:
+        _one_line_error(capsys, ["--model=tiny", *flags, out], message)
+    missing = str(tmp_path / "missing.jsonl")
+    for flags in (["--dataset_format=gsm8k"], ["--task=countdown"], ["--seed=3", "--n=2"],
+                  ["--episode_rule=grid", "--episode_grid=8"], ["--extrapolate=200", "--max_extensions=2"]):
+        _one_line_error(capsys, ["--model=tiny", f"--dataset={missing}", *flags, out], "missing.jsonl': no such file")
