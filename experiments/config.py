@@ -121,9 +121,6 @@ class ExperimentConfig:
                              f"{self.max_new_tokens}]")
         if self.dynamic_rounds < 1:
             raise ValueError(f"--dynamic_rounds must be >= 1, got {self.dynamic_rounds}")
-        if self.dynamic_sampling and self.num_processes > 1:
-            raise ValueError("--dynamic_sampling runs in one process (its batch is refilled from one data stream); "
-                             "drop it or --num_processes")
         if self.algo in ("grpo", "rloo", "mrt_star", "mrt") and self.group_size < 2:
             raise ValueError(f"--algo={self.algo} needs --group_size >= 2 (a group baseline)")
         if not 0 < self.top_p <= 1:

@@ -117,10 +117,15 @@ def _assert_same_metrics(rows_a: list[dict], rows_b: list[dict], what: str) -> N
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def shared(tmp_path_factory):
+    """The module's asset cache (the tiny model's tokenizer is trained once)."""
+    return tmp_path_factory.mktemp("shared")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shared):
     """The three layouts, run side by side -> {layout: (run_dir, Job, wall seconds)}."""
     base = tmp_path_factory.mktemp("multiprocess")
-    shared = base / "shared"
     jobs = {name: Job(base / name, p, d, shared) for name, (p, d) in LAYOUTS.items()}
     return {name: (job.run_dir, job, job.finish()) for name, job in jobs.items()}
 
@@ -153,17 +158,34 @@ def test_only_process_zero_logs_and_writes(runs):
     assert result["config"]["num_processes"] == 4 and result["steps_done"] == 2
 
 
-def test_two_process_run_resumes_from_its_checkpoint(runs, tmp_path):
+def test_two_process_run_resumes_from_its_checkpoint(runs, tmp_path, shared):
     """Step 2's checkpoint removed (as if killed after step 1's save): the resumed run ends bit-identical."""
     source, _, _ = runs["2x2"]
     run_dir = tmp_path / "resumed"
     shutil.copytree(source, run_dir)
     shutil.rmtree(run_dir / "checkpoints" / "2")
-    job = Job(run_dir, 2, 2, runs["1x4"][0].parent / "shared")
+    job = Job(run_dir, 2, 2, shared)
     job.finish()
     assert "resumed from step 1" in job.log(0) and "resumed from step" not in job.log(1)
     _assert_same_metrics(_rows(source), _rows(run_dir), "resumed vs uninterrupted")
     _assert_bit_identical(_final_state(source)[1], _final_state(run_dir)[1], "resumed vs uninterrupted state")
+
+
+def test_dynamic_sampling_chooses_the_same_groups_in_every_layout(tmp_path, shared):
+    """DAPO refills over processes: each process samples its share of every round, the choice of groups is made on
+    the whole batch, and rows move to the process that trains them. The tiny random model is never correct; the
+    length penalty gives a few groups a signal (rows of different lengths), so rounds are refilled and the batch is
+    filled with dropped groups: 1 process x 4 devices and 2 x 2 must log the same metrics and end with the same
+    parameters."""
+    flags = ("--dynamic_sampling", "--dynamic_rounds=2", "--length_penalty=0.5", "--steps=1")
+    jobs = {name: Job(tmp_path / name, *LAYOUTS[name], shared, *flags) for name in ("1x4", "2x2")}
+    for job in jobs.values():
+        job.finish()
+    ref, other = (tmp_path / "1x4"), (tmp_path / "2x2")
+    rows = _rows(ref)
+    assert rows[0]["dynamic_rounds"] == 2.0 and 0 < rows[0]["dynamic_dropped_frac"] < 1, rows[0]
+    _assert_same_metrics(rows, _rows(other), "2x2 vs 1x4 with dynamic sampling")
+    _assert_bit_identical(_final_state(ref)[1], _final_state(other)[1], "2x2 vs 1x4 dynamic sampling state")
 
 
 def test_multiprocess_flag_mistakes_are_one_line_errors(capsys):
