@@ -22,6 +22,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from tests import fake_gcs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["--preset=tiny", "--steps=2", "--prompts_per_step=4", "--eval_every=100", "--eval_problems=2",
         "--save_every=1", "--keep_last=2"]
@@ -38,18 +40,23 @@ def _free_port() -> int:
 class Job:
     """One run of the job as ``processes`` local processes with ``devices`` fake CPU devices each."""
 
-    def __init__(self, run_dir, processes: int, devices: int, shared, *extra: str):
+    def __init__(self, run_dir, processes: int, devices: int, shared, *extra: str, gcs=None, local=None):
+        """``gcs``: the fake GCS server a gs:// ``run_dir`` is on; then ``local`` (a local dir) holds the logs and
+        is the processes' working dir, where a write that bypassed the run-dir layer would land."""
         self.run_dir, self.logs, self.procs = run_dir, [], []
         env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
                    MRT_JAX_CACHE=str(shared / "assets"))  # XLA compilation cache: the session's (conftest)
+        if gcs is not None:
+            env = fake_gcs.child_env(gcs.url, env)
         port = _free_port()
         for i in range(processes):
             flags = [f"--coordinator=127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={i}"]
-            log = open(f"{run_dir}.p{i}.log", "w")
+            log = open(f"{local / 'job' if gcs else run_dir}.p{i}.log", "w")
             self.logs.append(log.name)
             cmd = [sys.executable, "-m", "experiments.mrt_math", *ARGS, f"--run_dir={run_dir}", *extra,
                    *(flags if processes > 1 else [])]
-            self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+            self.procs.append(subprocess.Popen(cmd, cwd=local if gcs else ROOT, env=env, stdout=log,
+                                               stderr=subprocess.STDOUT))
             log.close()
         self.started = time.time()
 
@@ -86,10 +93,13 @@ def _computed(row: dict) -> dict:
 
 
 def _final_state(run_dir) -> tuple[int, dict[str, np.ndarray]]:
-    """The newest checkpoint's arrays (params, optimizer state, counters, RNG), read back by Orbax as numpy."""
-    ckpt = os.path.join(run_dir, "checkpoints")
-    step = max(int(d) for d in os.listdir(ckpt) if d.isdigit())
-    path = os.path.join(ckpt, str(step), "state")
+    """The newest checkpoint's arrays (params, optimizer state, counters, RNG), read back by Orbax as numpy
+    (from a gs:// run dir too, while the fake GCS serves this process)."""
+    from etils import epath
+
+    ckpt = epath.Path(str(run_dir)) / "checkpoints"
+    step = max(int(d.name) for d in ckpt.iterdir() if d.name.isdigit())
+    path = ckpt / str(step) / "state"
     reader = ocp.PyTreeCheckpointer()
     shapes = reader.metadata(path).item_metadata.tree
     args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), shapes)
@@ -164,6 +174,25 @@ def test_two_process_run_resumes_from_its_checkpoint(runs, tmp_path):
     assert "resumed from step 1" in job.log(0) and "resumed from step" not in job.log(1)
     _assert_same_metrics(_rows(source), _rows(run_dir), "resumed vs uninterrupted")
     _assert_bit_identical(_final_state(source)[1], _final_state(run_dir)[1], "resumed vs uninterrupted state")
+
+
+def test_two_processes_with_the_run_dir_on_an_object_store(runs, tmp_path):
+    """2 processes x 2 devices, run dir on the fake GCS (no rename, no append, no directories): the same metrics
+    and bit-identical final state as the 1-process local run; every file in the bucket, none in a local folder."""
+    with fake_gcs.serving() as gcs:
+        run_dir = f"gs://{fake_gcs.BUCKET}/{tmp_path.name}/2x2"
+        job = Job(run_dir, 2, 2, runs["1x4"][0].parent / "shared", gcs=gcs, local=tmp_path)
+        job.finish()
+        names = gcs.names(fake_gcs.BUCKET)
+        rows = [json.loads(line) for line in gcs.read(fake_gcs.BUCKET, f"{tmp_path.name}/2x2/metrics.jsonl").decode()
+                .splitlines() if line.strip()]
+        _assert_same_metrics(_rows(runs["1x4"][0]), rows, "2x2 in a bucket vs 1x4 local metrics")
+        step, state = _final_state(run_dir)
+        assert step == 2
+        _assert_bit_identical(_final_state(runs["1x4"][0])[1], state, "2x2 in a bucket vs 1x4 local final state")
+    for name in ("config.json", "result.json", "report.md", "eval_before.json", "checkpoints/2/_CHECKPOINT_METADATA"):
+        assert f"{tmp_path.name}/2x2/{name}" in names, name
+    assert sorted(os.listdir(tmp_path)) == ["job.p0.log", "job.p1.log"], "a write bypassed the run-dir layer"
 
 
 def test_multiprocess_flag_mistakes_are_one_line_errors(capsys):
