@@ -98,8 +98,10 @@ def exists(path: str | os.PathLike) -> bool:
 
 def listdir(path: str | os.PathLike) -> list[str]:
     """Names directly under ``path`` (files and dirs; on an object store, dirs are name prefixes); [] if none."""
-    path = run_path(path)
-    return sorted(p.name for p in path.iterdir()) if path.exists() else []
+    try:  # no exists() first: on a bucket a dir is a name prefix that can vanish in between
+        return sorted(p.name for p in run_path(path).iterdir())
+    except FileNotFoundError:
+        return []
 
 
 def makedirs(path: str | os.PathLike) -> None:

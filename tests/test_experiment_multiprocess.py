@@ -2,7 +2,9 @@
 
 1 process x 4 devices, 2 processes x 2 devices and 4 processes x 1 device, same seed and global batch, must log the
 same metrics and end with bit-identical parameters and optimizer state; a 2-process run resumed from its own
-checkpoint must end where the uninterrupted run ended. Only process 0 logs and writes files.
+checkpoint must end where the uninterrupted run ended. Only process 0 logs and writes files. The 4-process run
+keeps its run dir on an object store (gs:// on the fake GCS of ``tests/fake_gcs``: no rename, no append, no
+directories), so the comparison also shows that a bucket run dir changes nothing.
 
 Every spawned process has a timeout; a failure prints the tail of each process's log. The runs share the test
 session's persistent JAX compilation cache (conftest; a run after the first of its layout compiles nothing), which
@@ -83,9 +85,20 @@ class Job:
             return f.read()
 
 
+_SERVED: list = []  # the module's fake GCS server, while it runs
+
+
+def _text(run_dir, name: str) -> str:
+    """A file of a run dir, local or in the fake bucket (read from the server's store, not through the layer)."""
+    if str(run_dir).startswith("gs://"):
+        prefix = str(run_dir).removeprefix(f"gs://{fake_gcs.BUCKET}/")
+        return _SERVED[0].read(fake_gcs.BUCKET, f"{prefix}/{name}").decode()
+    with open(os.path.join(run_dir, name)) as f:
+        return f.read()
+
+
 def _rows(run_dir) -> list[dict]:
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in _text(run_dir, "metrics.jsonl").splitlines() if line.strip()]
 
 
 def _computed(row: dict) -> dict:
@@ -128,11 +141,18 @@ def _assert_same_metrics(rows_a: list[dict], rows_b: list[dict], what: str) -> N
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The three layouts, run side by side -> {layout: (run_dir, Job, wall seconds)}."""
+    """The three layouts, run side by side -> {layout: (run_dir, Job, wall seconds)}; 4x1's run dir is
+    gs://BUCKET/multiprocess/4x1 on the fake GCS, its logs (and nothing else) in base/4x1."""
     base = tmp_path_factory.mktemp("multiprocess")
     shared = base / "shared"
-    jobs = {name: Job(base / name, p, d, shared) for name, (p, d) in LAYOUTS.items()}
-    return {name: (job.run_dir, job, job.finish()) for name, job in jobs.items()}
+    with fake_gcs.serving() as gcs:
+        _SERVED.append(gcs)
+        (base / "4x1").mkdir()
+        jobs = {name: Job(base / name, p, d, shared) if name != "4x1" else
+                Job(f"gs://{fake_gcs.BUCKET}/multiprocess/4x1", p, d, shared, gcs=gcs, local=base / "4x1")
+                for name, (p, d) in LAYOUTS.items()}
+        yield {name: (job.run_dir, job, job.finish()) for name, job in jobs.items()}
+        _SERVED.clear()
 
 
 def test_layouts_log_the_same_metrics_and_end_with_bit_identical_state(runs):
@@ -146,7 +166,7 @@ def test_layouts_log_the_same_metrics_and_end_with_bit_identical_state(runs):
         assert step == ref_step
         _assert_bit_identical(ref_state, state, f"{name} vs 1x4 final state")
         for tag in ("before", "step2"):
-            assert (run_dir / f"eval_{tag}.json").read_text() == (ref_dir / f"eval_{tag}.json").read_text(), tag
+            assert _text(run_dir, f"eval_{tag}.json") == _text(ref_dir, f"eval_{tag}.json"), tag
     assert np.isfinite(_rows(ref_dir)[-1]["loss"]) and "progress_mean" in _rows(ref_dir)[-1]
 
 
@@ -156,10 +176,15 @@ def test_only_process_zero_logs_and_writes(runs):
     for i in (1, 2, 3):
         out = job.log(i)
         assert "run dir:" not in out and "train:" not in out and " INFO mrt_math" not in out, out[-2000:]
-    for name in ("config.json", "metrics.jsonl", "report.md", "result.json", "eval_before.json", "tb"):
-        assert (run_dir / name).exists(), name
-    assert not [n for n in os.listdir(run_dir) if ".tmp" in n]
-    result = json.loads((run_dir / "result.json").read_text())
+    names = _SERVED[0].names(fake_gcs.BUCKET)  # the run dir is in the bucket: every file, no temporary names
+    for name in ("config.json", "metrics.jsonl", "report.md", "result.json", "eval_before.json", "summary.json",
+                 "checkpoints/2/commit_success.txt"):
+        assert f"multiprocess/4x1/{name}" in names, name
+    assert [n for n in names if n.startswith("multiprocess/4x1/tb/events.out.tfevents.")]
+    assert not [n for n in names if ".tmp" in n]
+    local = os.path.dirname(job.logs[0])  # the processes' working dir: a write that bypassed the layer lands here
+    assert sorted(os.listdir(local)) == [f"job.p{i}.log" for i in range(4)]
+    result = json.loads(_text(run_dir, "result.json"))
     assert result["config"]["num_processes"] == 4 and result["steps_done"] == 2
 
 
@@ -174,25 +199,6 @@ def test_two_process_run_resumes_from_its_checkpoint(runs, tmp_path):
     assert "resumed from step 1" in job.log(0) and "resumed from step" not in job.log(1)
     _assert_same_metrics(_rows(source), _rows(run_dir), "resumed vs uninterrupted")
     _assert_bit_identical(_final_state(source)[1], _final_state(run_dir)[1], "resumed vs uninterrupted state")
-
-
-def test_two_processes_with_the_run_dir_on_an_object_store(runs, tmp_path):
-    """2 processes x 2 devices, run dir on the fake GCS (no rename, no append, no directories): the same metrics
-    and bit-identical final state as the 1-process local run; every file in the bucket, none in a local folder."""
-    with fake_gcs.serving() as gcs:
-        run_dir = f"gs://{fake_gcs.BUCKET}/{tmp_path.name}/2x2"
-        job = Job(run_dir, 2, 2, runs["1x4"][0].parent / "shared", gcs=gcs, local=tmp_path)
-        job.finish()
-        names = gcs.names(fake_gcs.BUCKET)
-        rows = [json.loads(line) for line in gcs.read(fake_gcs.BUCKET, f"{tmp_path.name}/2x2/metrics.jsonl").decode()
-                .splitlines() if line.strip()]
-        _assert_same_metrics(_rows(runs["1x4"][0]), rows, "2x2 in a bucket vs 1x4 local metrics")
-        step, state = _final_state(run_dir)
-        assert step == 2
-        _assert_bit_identical(_final_state(runs["1x4"][0])[1], state, "2x2 in a bucket vs 1x4 local final state")
-    for name in ("config.json", "result.json", "report.md", "eval_before.json", "checkpoints/2/_CHECKPOINT_METADATA"):
-        assert f"{tmp_path.name}/2x2/{name}" in names, name
-    assert sorted(os.listdir(tmp_path)) == ["job.p0.log", "job.p1.log"], "a write bypassed the run-dir layer"
 
 
 def test_multiprocess_flag_mistakes_are_one_line_errors(capsys):

@@ -42,8 +42,7 @@ log = logging.getLogger(__name__)
 def absolute_dir(path: str | os.PathLike) -> epath.Path:
     """``path`` as an absolute path (Orbax refuses relative ones, e.g. a user's ``--run_dir=runs/x``); bucket
     paths such as gs://... are kept as they are."""
-    text = os.fspath(path)
-    return epath.Path(text if "://" in text else os.path.abspath(text))
+    return run_files.run_path(path)  # the run-dir layer's rule, in one place
 
 
 def commit_problem(step_dir: epath.Path, items: tuple[str, ...]) -> str | None:
@@ -68,9 +67,10 @@ def commit_problem(step_dir: epath.Path, items: tuple[str, ...]) -> str | None:
 
 def list_step_dirs(directory: epath.Path) -> list[int]:
     """Integer-named step dirs (Orbax's default naming; a save in flight has a temporary name)."""
-    if not directory.exists():
+    try:  # no exists() first: on a bucket the dir is a name prefix that can vanish in between (Orbax cleanup)
+        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
+    except FileNotFoundError:
         return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
 
 
 class Checkpointer:
