@@ -137,7 +137,15 @@ def test_sigkill_then_resume_is_bit_identical(uninterrupted, tmp_path, where, re
             assert f"{tmp_path.name}/killed/{name}" in names, name
         assert [n for n in names if n.startswith(f"{tmp_path.name}/killed/tb/events.out.tfevents.")]  # uploaded
         assert "| accuracy |" in _read(run_dir, "report.md", gcs)
-        assert os.listdir(cwd) == [], "the job wrote a local file instead of an object"
+        # the evaluator restores the newest checkpoint from the bucket and writes its results there
+        env = fake_gcs.child_env(gcs.url, dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",
+                                               MRT_JAX_CACHE=str(tmp_path / "cache")))
+        ev = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--run_dir={run_dir}", "--problems=2",
+                             "--n=1"], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        assert ev.returncode == 0, ev.stderr[-3000:]
+        assert json.loads(_read(run_dir, "eval_step4/eval.json", gcs))["source"]["checkpoint_step"] == 4
+        assert _read(run_dir, "eval_step4/report.md", gcs)
+        assert os.listdir(cwd) == [], "the job or the evaluator wrote a local file instead of an object"
 
 
 def test_sigterm_saves_a_complete_checkpoint_and_exits_cleanly(tmp_path):
