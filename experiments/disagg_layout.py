@@ -8,7 +8,7 @@
     RUN/DONE                 written by the learner when it stops: {"final_step", "steps", "time"}
     RUN/metrics.jsonl, eval_*.json, report.md, ...   the learner's logs, as in the colocated job
 
-All paths go through ``etils.epath``, so RUN may be a bucket path (gs://...).
+All paths go through ``etils.epath`` and ``mrt_jax.run_files``, so RUN may be a bucket path (gs://...).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 
 from etils import epath
 
+from mrt_jax import run_files
 from mrt_jax.checkpointing.manager import absolute_dir
 
 
@@ -48,10 +49,8 @@ class RunLayout:
 
 
 def write_json_atomic(path: epath.Path, value: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}.{os.getpid()}"
-    tmp.write_text(json.dumps(value, sort_keys=True))
-    tmp.replace(path)  # overwrites: rename would refuse an existing target
+    """Readers never see half of it: renamed into place locally, one whole object on a bucket (run_files)."""
+    run_files.write_json(path, value, sort_keys=True)
 
 
 def read_json(path: epath.Path) -> dict | None:

@@ -8,11 +8,11 @@ Every user mistake raises ``UserError`` with one line that says what, where and 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from collections.abc import Callable
 
+from mrt_jax import run_files
 from mrt_jax.errors import UserError  # noqa: F401  (re-exported: the evaluator's callers catch it here)
 
 log = logging.getLogger("evaluate")
@@ -34,32 +34,36 @@ class Problems:
 # ------------------------------------------------------------------------------------------------ training runs
 def _committed(step_dir: str) -> bool:
     """Orbax finalises a step by writing _CHECKPOINT_METADATA with a commit timestamp (see mrt_jax.checkpointing)."""
+    if run_files.is_remote(step_dir) and not run_files.exists(run_files.join(step_dir, "commit_success.txt")):
+        return False  # on an object store Orbax finalises a step with this marker, last
     try:
-        with open(os.path.join(step_dir, "_CHECKPOINT_METADATA")) as f:
-            done = "commit_timestamp_nsecs" in json.load(f)
+        done = "commit_timestamp_nsecs" in run_files.read_json(run_files.join(step_dir, "_CHECKPOINT_METADATA"))
     except (OSError, ValueError):
         return False
-    return done and all(os.path.isdir(os.path.join(step_dir, item)) for item in CHECKPOINT_ITEMS)
+    return done and all(run_files.isdir(run_files.join(step_dir, item)) for item in CHECKPOINT_ITEMS)
 
 
 def check_run_dir(run_dir: str) -> tuple[dict, str, int]:
-    """(the run's config dict, its checkpoint dir, the newest committed step) or UserError."""
-    if not os.path.isdir(run_dir):
-        raise UserError(f"--run_dir={run_dir!r}: no such directory")
-    cfg_path = os.path.join(run_dir, "config.json")
+    """(the run's config dict, its checkpoint dir, the newest committed step) or UserError. ``run_dir`` may be a
+    bucket path (``mrt_jax.run_files``)."""
     try:
-        with open(cfg_path) as f:
-            cfg = json.load(f)
+        found = run_files.isdir(run_dir)
+    except (ImportError, ValueError, OSError) as e:  # no filesystem for the URL's scheme, no access
+        raise UserError(f"--run_dir={run_dir!r} cannot be read: {str(e).strip().splitlines()[0]}") from None
+    if not found:
+        raise UserError(f"--run_dir={run_dir!r}: no such directory")
+    cfg_path = run_files.join(run_dir, "config.json")
+    try:
+        cfg = run_files.read_json(cfg_path)
     except FileNotFoundError:
         raise UserError(f"--run_dir={run_dir!r} is not a training run: no config.json") from None
     except ValueError as e:
         raise UserError(f"{cfg_path}: malformed JSON ({e})") from None
     if not isinstance(cfg, dict):
         raise UserError(f"{cfg_path}: expected a JSON object of config fields, got {type(cfg).__name__}")
-    ckpt_dir = os.path.join(run_dir, "checkpoints")
-    steps = sorted((int(n) for n in os.listdir(ckpt_dir) if n.isdigit()), reverse=True) \
-        if os.path.isdir(ckpt_dir) else []
-    step = next((s for s in steps if _committed(os.path.join(ckpt_dir, str(s)))), None)
+    ckpt_dir = run_files.join(run_dir, "checkpoints")
+    steps = sorted((int(n) for n in run_files.listdir(ckpt_dir) if n.isdigit()), reverse=True)
+    step = next((s for s in steps if _committed(run_files.join(ckpt_dir, str(s)))), None)
     if step is None:
         found = f"step dirs {sorted(steps)} are incomplete" if steps else "none found"
         raise UserError(f"--run_dir={run_dir!r} has no complete checkpoint under checkpoints/ ({found})")

@@ -4,7 +4,6 @@ it is there and accepts the result, else a minimal ``report.md`` with the tables
 from __future__ import annotations
 
 import logging
-import os
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,8 @@ def report_lines(result: dict, title: str) -> list[str]:
 
 
 def write_minimal_report(out_dir: str, result: dict, title: str) -> str:
-    path = os.path.join(out_dir, "report.md")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(report_lines(result, title)))
+    from mrt_jax import run_files  # a bucket out_dir too
+
+    path = run_files.join(out_dir, "report.md")
+    run_files.write_text(path, "\n".join(report_lines(result, title)))
     return path

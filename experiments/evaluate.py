@@ -25,6 +25,7 @@ from experiments.config import OneLineErrorParser, int_list_flag
 from experiments.eval_flags import inert_eval_flags
 from experiments.eval_inputs import UserError, check_prompt_lengths, check_run_dir, load_problems, run_config
 from experiments.eval_report import write_report_for
+from mrt_jax import run_files
 
 log = logging.getLogger("evaluate")
 
@@ -159,7 +160,7 @@ def run(args) -> dict:
     run_cfg, ckpt = None, None
     if args.run_dir:
         stored, ckpt_dir, step = check_run_dir(args.run_dir)
-        run_cfg = run_config(stored, os.path.join(args.run_dir, "config.json"))
+        run_cfg = run_config(stored, run_files.join(args.run_dir, "config.json"))
         ckpt = (ckpt_dir, step)
     dataset = args.dataset or (f"{run_cfg.task}:{run_cfg.difficulty}" if run_cfg else "arithmetic:1")
     inert = inert_eval_flags(args, vars(_parser().parse_args(["--model=x"])), dataset)
@@ -167,7 +168,7 @@ def run(args) -> dict:
         raise UserError("; ".join(f"--{name} does nothing here: {why}" for name, why in inert))
     problems = load_problems(dataset, args.problems, seed=run_cfg.seed if run_cfg else args.seed,
                              dataset_format=args.dataset_format, task=run_cfg.task if run_cfg else args.task)
-    out_dir = args.out or os.path.join(args.run_dir, f"eval_step{ckpt[1]}")
+    out_dir = args.out or run_files.join(args.run_dir, f"eval_step{ckpt[1]}")
     max_tokens = _check_budgets(args, args.max_tokens or (run_cfg.max_new_tokens if run_cfg else 96))
 
     from mrt_jax.evaluation import evaluate_suite, write_json
@@ -192,14 +193,14 @@ def run(args) -> dict:
     out = result.to_dict()
     out["source"] = {"dataset": problems.source, "model": run_cfg.model if run_cfg else args.model,
                      "run_dir": args.run_dir, "format": fmt.name, **info}
-    os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, "eval.json"), out)
-    write_traces(os.path.join(out_dir, "traces.jsonl"), result.traces)
+    run_files.makedirs(out_dir)
+    write_json(run_files.join(out_dir, "eval.json"), out)
+    write_traces(run_files.join(out_dir, "traces.jsonl"), result.traces)
     title = args.title or f"Evaluation of {out['source']['model']} on {problems.source}"
     report = write_report_for(out_dir, out, title)
     print(f"accuracy {out['accuracy']:.3f}  regret {out['regret']:.3f}  pass@1 by budget "
           f"{[round(v, 3) for v in out['pass_at_budget']]}  ({time.time() - t0:.1f} s)")
-    print(f"wrote {os.path.join(out_dir, 'eval.json')} and {report}")
+    print(f"wrote {run_files.join(out_dir, 'eval.json')} and {report}")
     return out
 
 

@@ -7,14 +7,13 @@ evaluations: ``build_job`` (model, tokenizer, problems, rollout settings, episod
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 from experiments.job_setup import problem_source
+from mrt_jax import run_files
 from mrt_jax.errors import UserError
 from mrt_jax.trainer import RolloutSettings, Task, estimator_name
 
@@ -93,7 +92,8 @@ def make_learner(cfg, model_cfg, mesh, params) -> tuple[Any, Callable, Any]:
     state = create_train_state(model_cfg, lcfg, mesh, params=params)
     ref_params = jax.tree.map(lambda x: x.copy(), state.params) if cfg.kl_coef > 0 else None
     learn = make_learn(lcfg, make_train_step(lcfg, model_cfg, mesh), ref_params, mesh)
-    ckpt = Checkpointer(os.path.join(cfg.run_dir, "checkpoints"), save_every=cfg.save_every, keep_last=cfg.keep_last)
+    ckpt = Checkpointer(run_files.run_path(cfg.run_dir, "checkpoints"), save_every=cfg.save_every,
+                        keep_last=cfg.keep_last)
     return state, learn, ckpt
 
 
@@ -142,8 +142,7 @@ def make_evaluate(cfg, sampler, parts: JobParts, *, write: bool = True) -> Calla
         out = held_out_eval(cfg, sampler, parts.tokenizer, parts.fmt, parts.eval_records, parts.verify, step)
         if not write:
             return out
-        with open(os.path.join(cfg.run_dir, f"eval_{tag}.json"), "w") as f:
-            json.dump(out, f, indent=1)
+        run_files.write_json(run_files.run_path(cfg.run_dir, f"eval_{tag}.json"), out, indent=1)
         return out
 
     return evaluate
@@ -168,8 +167,7 @@ def finish_run(cfg, *, logger, before: dict, last_eval: dict, evaluate: Callable
 def read_eval(cfg, tag: str) -> dict:
     """A stored evaluation (``run_dir/eval_<tag>.json``), or {} when there is none."""
     try:
-        with open(os.path.join(cfg.run_dir, f"eval_{tag}.json")) as f:
-            return json.load(f)
+        return run_files.read_json(run_files.run_path(cfg.run_dir, f"eval_{tag}.json"))
     except FileNotFoundError:
         return {}
 

@@ -6,9 +6,7 @@ entry points, so there is no import cycle between them.
 
 from __future__ import annotations
 
-import json
-import os
-
+from mrt_jax import run_files
 from mrt_jax.errors import UserError
 
 # Fields that may differ between a run and its resumption (they do not change what is computed).
@@ -41,25 +39,28 @@ def make_mesh_for(cfg):
 
 def prepare_run_dir(cfg, *, write: bool = True) -> bool:
     """Create the run dir; refuse a dir whose stored config differs. Returns whether to resume. Every process
-    checks; only the one with ``write`` (process 0) writes config.json (atomically: others may be reading it)."""
+    checks; only the one with ``write`` (process 0) writes config.json (as a whole: others may be reading it).
+    The run dir may be a bucket path (``mrt_jax.run_files``)."""
     from mrt_jax.checkpointing import ConfigMismatchError, check_config_compatible
+    from mrt_jax.checkpointing.manager import commit_problem
 
-    os.makedirs(cfg.run_dir, exist_ok=True)
-    path = os.path.join(cfg.run_dir, "config.json")
-    has_ckpt = os.path.isdir(os.path.join(cfg.run_dir, "checkpoints")) and any(
-        n.isdigit() for n in os.listdir(os.path.join(cfg.run_dir, "checkpoints")))
-    if os.path.exists(path) and has_ckpt and cfg.resume:
-        with open(path) as f:
-            stored = json.load(f)
+    if write:
+        run_files.check_writable(cfg.run_dir)
+    path = run_files.run_path(cfg.run_dir, "config.json")
+    ckpt_dir = run_files.run_path(cfg.run_dir, "checkpoints")
+    steps = [n for n in run_files.listdir(ckpt_dir) if n.isdigit()]
+    # Only complete steps are resumed from: a run killed during its first save starts afresh (a bucket has no
+    # temporary names, so the unfinished step dir is there under its final name until Orbax cleans it up).
+    has_ckpt = any(commit_problem(ckpt_dir / n, ("state", "meta")) is None for n in steps)
+    if steps and cfg.resume and run_files.exists(path):
+        stored = run_files.read_json(path)
         try:
             check_config_compatible(stored, cfg.to_dict(), ignore=RESUMABLE_FIELDS)
         except ConfigMismatchError as e:
             raise UserError(f"{cfg.run_dir} belongs to a different config, refusing to resume: {e}; "
                             f"use another --run_dir or --no_resume") from e
     if write:
-        with open(f"{path}.tmp{os.getpid()}", "w") as f:
-            json.dump(cfg.to_dict(), f, indent=1, sort_keys=True)
-        os.replace(f"{path}.tmp{os.getpid()}", path)
+        run_files.write_json(path, cfg.to_dict(), indent=1, sort_keys=True)
     return has_ckpt and cfg.resume
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Sequence
 
 from experiments.reporting import curves as C
@@ -19,6 +18,7 @@ from experiments.reporting.document import Block, Heading, Image, Paragraph, Tab
 from experiments.reporting.figures import Entry, write_eval_charts, write_training_chart
 from experiments.reporting.run_sources import SourceError, check_eval, read_metrics
 from experiments.reporting.stats import fmt
+from mrt_jax import run_files
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +107,9 @@ def _key_value_table(values: dict) -> Table:
 
 def write_report(run_dir: str, result: dict) -> str:
     """The training job's report; ``result``: config, info, before, after, summary, steps_done, wall_seconds.
-    Also writes ``result.json``. Returns the path of ``report.md``."""
-    with open(os.path.join(run_dir, "result.json"), "w") as f:
-        json.dump(result, f, indent=1, default=str)
+    Also writes ``result.json``. Returns the path of ``report.md``. ``run_dir`` may be a bucket path: the
+    charts and documents are drawn in a local staging dir and uploaded (``run_files.Staging``)."""
+    run_files.write_text(run_files.run_path(run_dir, "result.json"), json.dumps(result, indent=1, default=str))
     cfg = result.get("config", {})
     title = f"Run report: {cfg.get('algo', '?')} on {cfg.get('task', '?')} (model {cfg.get('model', '?')})"
     named = [(label, result[label]) for label in ("before", "after") if _usable(result.get(label))]
@@ -120,26 +120,28 @@ def write_report(run_dir: str, result: dict) -> str:
             valid.append((label, check_eval(ev, f"{run_dir} ({label}-eval)")))
         except SourceError as e:
             notes.append(Paragraph(f"Not shown: {e}"))
-    metrics_path = os.path.join(run_dir, "metrics.jsonl")
+    metrics_path = run_files.join(run_dir, "metrics.jsonl")
     training = None
-    if os.path.isfile(metrics_path):
+    if run_files.exists(metrics_path):
         try:
-            training = Entry(os.path.basename(os.path.normpath(run_dir)), C.training_curves(read_metrics(metrics_path)))
+            training = Entry(run_files.basename(run_dir), C.training_curves(read_metrics(metrics_path)))
         except SourceError as e:
             notes.append(Paragraph(f"Training curves not drawn: {e}"))
     blocks: list[Block] = [
         Heading(title, 1),
-        Paragraph(f"Run dir {os.path.basename(os.path.normpath(run_dir))}. Steps: {result.get('steps_done')} of "
+        Paragraph(f"Run dir {run_files.basename(run_dir)}. Steps: {result.get('steps_done')} of "
                   f"{cfg.get('steps')}; wall time {result.get('wall_seconds')} s; seed {cfg.get('seed')}."),
         Heading("Evaluation (held-out problems)"), *notes]
     if valid:
         blocks += eval_tables(valid)
-    blocks += _chart_blocks(run_dir, valid, training)
-    blocks += [Heading("Training summary"), _key_value_table(result.get("summary", {})),
-               Heading("Config"), _key_value_table(cfg),
-               Paragraph("Files: metrics.jsonl, tb/ (TensorBoard), checkpoints/ (Orbax), config.json, result.json.")]
-    md_path, _ = write_document(run_dir, "report", blocks, title)
-    return md_path
+    with run_files.Staging(run_dir) as local:
+        blocks += _chart_blocks(local, valid, training)
+        blocks += [Heading("Training summary"), _key_value_table(result.get("summary", {})),
+                   Heading("Config"), _key_value_table(cfg),
+                   Paragraph("Files: metrics.jsonl, tb/ (TensorBoard), checkpoints/ (Orbax), config.json, "
+                             "result.json.")]
+        write_document(local, "report", blocks, title)
+    return run_files.join(run_dir, "report.md")
 
 
 def write_eval_report(out_dir: str, eval_result: dict, title: str) -> str:
@@ -148,9 +150,10 @@ def write_eval_report(out_dir: str, eval_result: dict, title: str) -> str:
     check_eval(eval_result, f"{out_dir} (eval)")
     label = "eval"
     blocks: list[Block] = [Heading(title, 1), *eval_tables([(label, eval_result)])]
-    blocks += _chart_blocks(out_dir, [(label, eval_result)], None)
-    other = {k: v for k, v in eval_result.items() if k not in KNOWN_EVAL_KEYS}
-    if other:
-        blocks += [Heading("Other fields"), _key_value_table(other)]
-    md_path, _ = write_document(out_dir, "report", blocks, title)
-    return md_path
+    with run_files.Staging(out_dir) as local:  # a bucket out_dir: drawn locally, uploaded
+        blocks += _chart_blocks(local, [(label, eval_result)], None)
+        other = {k: v for k, v in eval_result.items() if k not in KNOWN_EVAL_KEYS}
+        if other:
+            blocks += [Heading("Other fields"), _key_value_table(other)]
+        write_document(local, "report", blocks, title)
+    return run_files.join(out_dir, "report.md")

@@ -3,7 +3,8 @@ everything goes through ``etils.epath``).
 
 One batch is two files named ``s<sampler>-b<index>``: ``.npz`` (the learner batch: tokens, loss_mask, old_logp,
 advantages, attn_mask) and ``.json`` (the sidecar: sampled_step, sampler_id, batch_index, seed, metrics). Each is
-written under a temporary dot-name and then renamed; the sidecar comes last, so a batch is complete exactly when
+written whole (``mrt_jax.run_files``: under a temporary name and renamed locally, one object on a bucket, which
+has no rename); the sidecar comes last, so a batch is complete exactly when
 its sidecar exists. Files are untrusted input to the learner: arrays load with ``allow_pickle=False`` and are
 checked for keys, dtypes and shapes; the sidecar is plain JSON checked field by field. Nothing is ever unpickled.
 """
@@ -19,6 +20,8 @@ import re
 
 import numpy as np
 from etils import epath
+
+from mrt_jax import run_files
 
 # The learner batch (mrt_jax.trainer.collect): key -> dtype; every array is [N, T].
 BATCH_DTYPES = {"tokens": np.int32, "loss_mask": np.float32, "old_logp": np.float32, "advantages": np.float32,
@@ -48,9 +51,7 @@ def batch_name(sampler_id: int, batch_index: int) -> str:
 
 
 def _atomic_write(path: epath.Path, data: bytes) -> None:
-    tmp = path.parent / f".tmp-{path.name}.{os.getpid()}"
-    tmp.write_bytes(data)
-    tmp.replace(path)  # overwrites: rename would refuse an existing target
+    run_files.write_bytes(path, data)  # a temporary file renamed into place locally; one whole object on a bucket
 
 
 def write_batch(directory: str | os.PathLike, arrays: dict[str, np.ndarray], info: BatchInfo) -> str:

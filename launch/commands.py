@@ -144,10 +144,16 @@ def copy_cmd(job: JobSpec) -> list[str] | None:
             *_where(job), "--worker=all"]
 
 
+# gs:// run dirs: etils.epath (the job's files, Orbax's metadata) reaches GCS through gcsfs, and Orbax asks
+# google-cloud-storage about the bucket (mrt_jax.run_files); setup.cfg's ``gcs`` extra names the same two.
+GCS_PACKAGES = "gcsfs google-cloud-storage"
+
+
 def setup_remote(job: JobSpec) -> str:
-    """Shell text run on every worker: a venv with pinned jax[tpu] and the code (copied tarball or pip spec)."""
+    """Shell text run on every worker: a venv with pinned jax[tpu], the GCS clients and the code (copied tarball
+    or pip spec)."""
     pip = f"{REMOTE_VENV}/bin/pip install -q"
-    jax_req = shlex.quote(f"jax[tpu]=={job.jax_version}")
+    jax_req = shlex.quote(f"jax[tpu]=={job.jax_version}") + " " + GCS_PACKAGES
     steps = ["set -e", f"{job.python} -m venv {REMOTE_VENV}", f"{pip} --upgrade pip"]
     if job.code == "copy":
         steps += [f"rm -rf {REMOTE_DIR} && mkdir -p {REMOTE_DIR}", f"tar -xzf ~/{REMOTE_TARBALL} -C {REMOTE_DIR}",

@@ -29,7 +29,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from mrt_jax import run_files
+
 log = logging.getLogger(__name__)
+
+TB_SYNC_SECS = 10  # a bucket run dir gets the TensorBoard events this often (and at close)
 
 # metric key -> short console label, in display order (missing keys are skipped)
 CONSOLE_KEYS = {
@@ -91,35 +95,43 @@ def _to_jsonable(value: Any) -> Any:
     return item
 
 
+def _kept_lines(path, keep_through_step: int) -> tuple[list[str], int]:
+    """The lines of ``path`` with ``step <= keep_through_step`` (torn or unparseable lines dropped) and how many
+    were dropped; ([], 0) when there is no file."""
+    try:
+        text = run_files.read_text(path)
+    except FileNotFoundError:
+        return [], 0
+    kept, dropped = [], 0
+    for line in text.splitlines(keepends=True):
+        try:
+            row = json.loads(line)
+            step = int(row["step"])
+        except (ValueError, KeyError, TypeError):
+            dropped += 1
+            continue
+        if step <= keep_through_step:
+            kept.append(json.dumps(row) + "\n")
+        else:
+            dropped += 1
+    return kept, dropped
+
+
 def truncate_jsonl(path: str, keep_through_step: int) -> int:
     """Drop lines with ``step > keep_through_step`` and unparseable (torn) lines; returns how many were dropped.
-    Rewrites via a temporary file and an atomic rename."""
-    if not os.path.exists(path):
-        return 0
-    kept, dropped = [], 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-                step = int(row["step"])
-            except (ValueError, KeyError, TypeError):
-                dropped += 1
-                continue
-            if step <= keep_through_step:
-                kept.append(json.dumps(row) + "\n")
-            else:
-                dropped += 1
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(kept)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    Rewrites the file as a whole (``run_files.write_text``: atomic locally, one object on a bucket)."""
+    kept, dropped = _kept_lines(path, keep_through_step)
+    if dropped:
+        run_files.write_text(path, "".join(kept))
     return dropped
 
 
 class MetricsLogger:
     """Writes ``<run_dir>/metrics.jsonl``, TensorBoard events under ``<run_dir>/tb`` and a tqdm progress bar.
+
+    ``run_dir`` may be a bucket path (``mrt_jax.run_files``): objects cannot be appended to, so there every step
+    rewrites ``metrics.jsonl`` whole (about 1 KB per logged step), and TensorBoard writes to a local staging dir
+    that is uploaded every ``TB_SYNC_SECS`` and at close.
 
     ``start_step``: the step the run resumes from (0 for a fresh run); ``total_steps``: the last step, for ETA.
     ``console_keys``: metric key -> short label shown on the bar and summarised (default ``CONSOLE_KEYS``).
@@ -141,22 +153,30 @@ class MetricsLogger:
         self.total_steps, self.start_step = total_steps, start_step
         self.console_keys = dict(CONSOLE_KEYS if console_keys is None else console_keys)
         self.is_main = jax.process_index() == 0 if is_main is None else is_main
-        self.jsonl_path = os.path.join(self.run_dir, "metrics.jsonl")
+        self.jsonl_path = run_files.run_path(self.run_dir, "metrics.jsonl")
         self._rows: list[dict[str, Any]] = []
         self._nonfinite = 0
         self._t_start = time.time()
-        self._tb = self._bar = self._file = None
+        self._tb = self._bar = self._file = self._tb_stage = None
+        self._lines: list[str] = []  # a bucket's metrics.jsonl, rewritten whole on every step
         if not self.is_main:
             return
-        os.makedirs(self.run_dir, exist_ok=True)
-        dropped = truncate_jsonl(self.jsonl_path, start_step)
+        run_files.makedirs(self.run_dir)
+        self._lines, dropped = _kept_lines(self.jsonl_path, start_step)
         if dropped:
+            run_files.write_text(self.jsonl_path, "".join(self._lines))
             log.warning("metrics: dropped %d line(s) after resumed step %d in %s", dropped, start_step, self.jsonl_path)
-        self._file = open(self.jsonl_path, "a", encoding="utf-8")
+        if not run_files.is_remote(self.run_dir):
+            self._file = open(self.jsonl_path, "a", encoding="utf-8")
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(self.run_dir, "tb"), purge_step=start_step + 1, flush_secs=10)
+            self._tb_stage = run_files.Staging(run_files.run_path(self.run_dir, "tb"))
+            self._tb_synced = time.time()
+            # The start step in the file name: a resume within the same second (names carry seconds) would otherwise
+            # get the same name and, on a bucket, replace the earlier run's events.
+            self._tb = SummaryWriter(self._tb_stage.local, purge_step=start_step + 1, flush_secs=10,
+                                     filename_suffix=f".from{start_step}")
         if progress:
             from tqdm import tqdm
 
@@ -175,13 +195,21 @@ class MetricsLogger:
                 raise ValueError(f"metrics.log(step={step}): {key!r}: {e}") from e
             if row[key] is None and value is not None:
                 self._nonfinite += 1
-        self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
+        if self._file is not None:
+            self._file.write(json.dumps(row) + "\n")
+            self._file.flush()
+        else:
+            self._lines.append(json.dumps(row) + "\n")
+            run_files.write_text(self.jsonl_path, "".join(self._lines))
         self._rows.append(row)
         if self._tb is not None:
             for key, value in row.items():
                 if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
                     self._tb.add_scalar(key, value, global_step=int(step))
+            if self._tb_stage.remote and time.time() - self._tb_synced >= TB_SYNC_SECS:
+                self._tb.flush()
+                self._tb_stage.sync()
+                self._tb_synced = time.time()
         if self._bar is not None:
             self._bar.set_postfix_str(self._postfix(row), refresh=False)
             self._bar.update(max(0, int(step) - self._bar.n))
@@ -224,9 +252,10 @@ class MetricsLogger:
             self._bar.close()
         if self._tb is not None:
             self._tb.close()
-        self._file.close()
-        with open(os.path.join(self.run_dir, "summary.json"), "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=1)
+            self._tb_stage.close()
+        if self._file is not None:
+            self._file.close()
+        run_files.write_json(run_files.run_path(self.run_dir, "summary.json"), summary, indent=1)
         if print_summary:
             print(format_table(summary))
         return summary
@@ -251,11 +280,10 @@ def read_event_scalars(logdir: str | os.PathLike) -> dict[str, list[tuple[int, f
     from tensorboardX.proto import event_pb2
 
     out: dict[str, list[tuple[int, float]]] = {}
-    for name in sorted(os.listdir(logdir)):
+    for name in run_files.listdir(logdir):
         if "tfevents" not in name:
             continue
-        with open(os.path.join(logdir, name), "rb") as f:
-            data = f.read()
+        data = run_files.run_path(logdir, name).read_bytes()
         pos = 0
         while pos + 12 <= len(data):
             (length,) = struct.unpack_from("<Q", data, pos)

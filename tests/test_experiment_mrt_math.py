@@ -1,4 +1,5 @@
-"""The training job end to end on the tiny preset: files, determinism, resume after SIGKILL, SIGTERM, bad input."""
+"""The training job end to end on the tiny preset: files, determinism, resume after SIGKILL (in a local run dir and
+in one on an object store, the fake GCS of ``tests/fake_gcs``), SIGTERM, bad input."""
 
 import json
 import os
@@ -12,15 +13,20 @@ import pytest
 
 from experiments.config import parse_args
 from experiments.mrt_math import main
+from tests import fake_gcs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--preset=tiny", "--steps=4", "--save_every=1", "--eval_every=4"]
 
 
-def _job(run_dir, *extra, **popen):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", MRT_JAX_CACHE=str(run_dir) + "_cache")
+def _job(run_dir, *extra, gcs=None, cwd=ROOT, cache=None, **popen):
+    """The job as a child; ``gcs``: the fake GCS server its gs:// paths reach (then ``cwd`` is where a write that
+    bypassed the run-dir layer would land, as a local ``gs:/...`` folder)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", MRT_JAX_CACHE=str(cache or f"{run_dir}_cache"))
+    if gcs is not None:
+        env = fake_gcs.child_env(gcs.url, env)
     cmd = [sys.executable, "-m", "experiments.mrt_math", *TINY, f"--run_dir={run_dir}", *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             **popen)
 
 
@@ -29,18 +35,49 @@ def _finish(proc, timeout=900):
     return proc.returncode, out
 
 
-def _final_params(run_dir):
+def _read(run_dir, name: str, gcs=None) -> str:
+    """A file of a run dir, local or on the fake GCS (read from the store itself, not through the job's layer)."""
+    if gcs is None:
+        with open(os.path.join(run_dir, name)) as f:
+            return f.read()
+    prefix = str(run_dir).removeprefix(f"gs://{fake_gcs.BUCKET}/")
+    try:
+        return gcs.read(fake_gcs.BUCKET, f"{prefix}/{name}").decode()
+    except KeyError:
+        raise FileNotFoundError(f"{run_dir}/{name}") from None
+
+
+def _ckpt_steps(run_dir, gcs=None) -> list[int]:
+    if gcs is None:
+        return sorted(int(d) for d in os.listdir(os.path.join(run_dir, "checkpoints")) if d.isdigit())
+    prefix = str(run_dir).removeprefix(f"gs://{fake_gcs.BUCKET}/") + "/checkpoints/"
+    return sorted({int(n[len(prefix):].split("/")[0]) for n in gcs.names(fake_gcs.BUCKET) if n.startswith(prefix)})
+
+
+def _committed(run_dir, step: int, gcs=None) -> bool:
+    """Orbax finalised the step: locally its dir has its final name (renamed), on a bucket commit_success.txt."""
+    try:
+        if gcs is not None:
+            _read(run_dir, f"checkpoints/{step}/commit_success.txt", gcs)
+        return "commit_timestamp_nsecs" in json.loads(_read(run_dir, f"checkpoints/{step}/_CHECKPOINT_METADATA", gcs))
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def _final_params(run_dir, gcs=None):
     """The fingerprints Orbax metadata stores for the newest checkpoint (exact bit checksums of every array)."""
-    ckpt = os.path.join(run_dir, "checkpoints")
-    step = max(int(d) for d in os.listdir(ckpt) if d.isdigit())
-    with open(os.path.join(ckpt, str(step), "meta", "metadata")) as f:
-        meta = json.load(f)
-    return step, meta["fingerprints"]
+    step = max(_ckpt_steps(run_dir, gcs))
+    return step, json.loads(_read(run_dir, f"checkpoints/{step}/meta/metadata", gcs))["fingerprints"]
 
 
-def _steps(run_dir):
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        return [json.loads(line)["step"] for line in f if line.strip()]
+def _steps(run_dir, gcs=None):
+    return [json.loads(line)["step"] for line in _read(run_dir, "metrics.jsonl", gcs).splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def gcs():
+    with fake_gcs.serving() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -67,25 +104,48 @@ def test_same_seed_same_parameters(uninterrupted, tmp_path):
     assert _final_params(tmp_path / "again") == _final_params(uninterrupted)
 
 
-def test_sigkill_then_resume_is_bit_identical(uninterrupted, tmp_path):
-    run_dir = tmp_path / "killed"
+@pytest.mark.parametrize("where", ["local", "bucket"])
+def test_sigkill_then_resume_is_bit_identical(uninterrupted, tmp_path, where, request):
+    """Also with the run dir on an object store (gs:// on the fake GCS: no rename, no append, no directories):
+    everything lands there, nothing in a local ``gs:`` folder, and the resume finds the newest checkpoint."""
+    gcs = request.getfixturevalue("gcs") if where == "bucket" else None
+    run_dir = f"gs://{fake_gcs.BUCKET}/{tmp_path.name}/killed" if gcs else tmp_path / "killed"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    opts = dict(gcs=gcs, cwd=str(cwd) if gcs else ROOT, cache=tmp_path / "cache")
     # Evaluating every step leaves the parameters alone (eval_every may change on resume) and makes the remaining
     # steps take seconds, so on a fast idle machine the job is still running when the kill comes.
-    proc = _job(run_dir, "--eval_every=1")
+    proc = _job(run_dir, "--eval_every=1", **opts)
     deadline = time.time() + 900
     while time.time() < deadline and proc.poll() is None:
-        if (run_dir / "checkpoints" / "1" / "_CHECKPOINT_METADATA").exists():  # a complete checkpoint, mid-run
+        if _committed(run_dir, 1, gcs):  # a complete checkpoint, mid-run
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the job ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert len(_steps(run_dir)) < 4, "killed after the last step: nothing left to resume"
-    code, out = _finish(_job(run_dir))
+    assert len(_steps(run_dir, gcs)) < 4, "killed after the last step: nothing left to resume"
+    code, out = _finish(_job(run_dir, **opts))
     assert code == 0, out[-3000:]
     assert "resumed from step" in out
-    assert _final_params(run_dir) == _final_params(uninterrupted)
-    assert _steps(run_dir) == [1, 2, 3, 4]  # no duplicated rows after the resume
+    assert _final_params(run_dir, gcs) == _final_params(uninterrupted)
+    assert _steps(run_dir, gcs) == [1, 2, 3, 4]  # no duplicated rows after the resume
+    if gcs is not None:
+        names = gcs.names(fake_gcs.BUCKET)
+        for name in ("config.json", "metrics.jsonl", "summary.json", "eval_before.json", "result.json", "report.md",
+                     "report.html", "accuracy_vs_budget.png", "checkpoints/4/commit_success.txt"):
+            assert f"{tmp_path.name}/killed/{name}" in names, name
+        assert [n for n in names if n.startswith(f"{tmp_path.name}/killed/tb/events.out.tfevents.")]  # uploaded
+        assert "| accuracy |" in _read(run_dir, "report.md", gcs)
+        # the evaluator restores the newest checkpoint from the bucket and writes its results there
+        env = fake_gcs.child_env(gcs.url, dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="",
+                                               MRT_JAX_CACHE=str(tmp_path / "cache")))
+        ev = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--run_dir={run_dir}", "--problems=2",
+                             "--n=1"], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        assert ev.returncode == 0, ev.stderr[-3000:]
+        assert json.loads(_read(run_dir, "eval_step4/eval.json", gcs))["source"]["checkpoint_step"] == 4
+        assert _read(run_dir, "eval_step4/report.md", gcs)
+        assert os.listdir(cwd) == [], "the job or the evaluator wrote a local file instead of an object"
 
 
 def test_sigterm_saves_a_complete_checkpoint_and_exits_cleanly(tmp_path):
@@ -116,6 +176,17 @@ def test_missing_model_path_is_a_one_line_error(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "/nonexistent/model.gguf" in err[0]
+
+
+@pytest.mark.parametrize("run_dir", ["under_a_file/run", "nosuch://bucket/run", "s3://bucket/run"])
+def test_unusable_run_dir_is_a_one_line_error(tmp_path, capsys, run_dir):
+    (tmp_path / "under_a_file").write_text("")
+    run_dir = run_dir if "://" in run_dir else str(tmp_path / run_dir)
+    code = main(["--preset=tiny", f"--run_dir={run_dir}", "--steps=1"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--run_dir={run_dir!r} cannot be written" in err[0], err
+    assert not os.path.exists(os.path.join(ROOT, "nosuch:")) and not os.path.exists("nosuch:")
 
 
 def test_run_dir_of_another_config_is_refused(tmp_path, capsys):

@@ -2,7 +2,9 @@
 
 1 process x 4 devices, 2 processes x 2 devices and 4 processes x 1 device, same seed and global batch, must log the
 same metrics and end with bit-identical parameters and optimizer state; a 2-process run resumed from its own
-checkpoint must end where the uninterrupted run ended. Only process 0 logs and writes files.
+checkpoint must end where the uninterrupted run ended. Only process 0 logs and writes files. The 4-process run
+keeps its run dir on an object store (gs:// on the fake GCS of ``tests/fake_gcs``: no rename, no append, no
+directories), so the comparison also shows that a bucket run dir changes nothing.
 
 Every spawned process has a timeout; a failure prints the tail of each process's log. The runs share the test
 session's persistent JAX compilation cache (conftest; a run after the first of its layout compiles nothing), which
@@ -22,6 +24,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from tests import fake_gcs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["--preset=tiny", "--steps=2", "--prompts_per_step=4", "--eval_every=100", "--eval_problems=2",
         "--save_every=1", "--keep_last=2"]
@@ -38,18 +42,23 @@ def _free_port() -> int:
 class Job:
     """One run of the job as ``processes`` local processes with ``devices`` fake CPU devices each."""
 
-    def __init__(self, run_dir, processes: int, devices: int, shared, *extra: str):
+    def __init__(self, run_dir, processes: int, devices: int, shared, *extra: str, gcs=None, local=None):
+        """``gcs``: the fake GCS server a gs:// ``run_dir`` is on; then ``local`` (a local dir) holds the logs and
+        is the processes' working dir, where a write that bypassed the run-dir layer would land."""
         self.run_dir, self.logs, self.procs = run_dir, [], []
         env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
                    MRT_JAX_CACHE=str(shared / "assets"))  # XLA compilation cache: the session's (conftest)
+        if gcs is not None:
+            env = fake_gcs.child_env(gcs.url, env)
         port = _free_port()
         for i in range(processes):
             flags = [f"--coordinator=127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={i}"]
-            log = open(f"{run_dir}.p{i}.log", "w")
+            log = open(f"{local / 'job' if gcs else run_dir}.p{i}.log", "w")
             self.logs.append(log.name)
             cmd = [sys.executable, "-m", "experiments.mrt_math", *ARGS, f"--run_dir={run_dir}", *extra,
                    *(flags if processes > 1 else [])]
-            self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+            self.procs.append(subprocess.Popen(cmd, cwd=local if gcs else ROOT, env=env, stdout=log,
+                                               stderr=subprocess.STDOUT))
             log.close()
         self.started = time.time()
 
@@ -76,9 +85,20 @@ class Job:
             return f.read()
 
 
+_SERVED: list = []  # the module's fake GCS server, while it runs
+
+
+def _text(run_dir, name: str) -> str:
+    """A file of a run dir, local or in the fake bucket (read from the server's store, not through the layer)."""
+    if str(run_dir).startswith("gs://"):
+        prefix = str(run_dir).removeprefix(f"gs://{fake_gcs.BUCKET}/")
+        return _SERVED[0].read(fake_gcs.BUCKET, f"{prefix}/{name}").decode()
+    with open(os.path.join(run_dir, name)) as f:
+        return f.read()
+
+
 def _rows(run_dir) -> list[dict]:
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in _text(run_dir, "metrics.jsonl").splitlines() if line.strip()]
 
 
 def _computed(row: dict) -> dict:
@@ -86,10 +106,13 @@ def _computed(row: dict) -> dict:
 
 
 def _final_state(run_dir) -> tuple[int, dict[str, np.ndarray]]:
-    """The newest checkpoint's arrays (params, optimizer state, counters, RNG), read back by Orbax as numpy."""
-    ckpt = os.path.join(run_dir, "checkpoints")
-    step = max(int(d) for d in os.listdir(ckpt) if d.isdigit())
-    path = os.path.join(ckpt, str(step), "state")
+    """The newest checkpoint's arrays (params, optimizer state, counters, RNG), read back by Orbax as numpy
+    (from a gs:// run dir too, while the fake GCS serves this process)."""
+    from etils import epath
+
+    ckpt = epath.Path(str(run_dir)) / "checkpoints"
+    step = max(int(d.name) for d in ckpt.iterdir() if d.name.isdigit())
+    path = ckpt / str(step) / "state"
     reader = ocp.PyTreeCheckpointer()
     shapes = reader.metadata(path).item_metadata.tree
     args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), shapes)
@@ -124,10 +147,17 @@ def shared(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, shared):
-    """The three layouts, run side by side -> {layout: (run_dir, Job, wall seconds)}."""
+    """The three layouts, run side by side -> {layout: (run_dir, Job, wall seconds)}; 4x1's run dir is
+    gs://BUCKET/multiprocess/4x1 on the fake GCS, its logs (and nothing else) in base/4x1."""
     base = tmp_path_factory.mktemp("multiprocess")
-    jobs = {name: Job(base / name, p, d, shared) for name, (p, d) in LAYOUTS.items()}
-    return {name: (job.run_dir, job, job.finish()) for name, job in jobs.items()}
+    with fake_gcs.serving() as gcs:
+        _SERVED.append(gcs)
+        (base / "4x1").mkdir()
+        jobs = {name: Job(base / name, p, d, shared) if name != "4x1" else
+                Job(f"gs://{fake_gcs.BUCKET}/multiprocess/4x1", p, d, shared, gcs=gcs, local=base / "4x1")
+                for name, (p, d) in LAYOUTS.items()}
+        yield {name: (job.run_dir, job, job.finish()) for name, job in jobs.items()}
+        _SERVED.clear()
 
 
 def test_layouts_log_the_same_metrics_and_end_with_bit_identical_state(runs):
@@ -141,7 +171,7 @@ def test_layouts_log_the_same_metrics_and_end_with_bit_identical_state(runs):
         assert step == ref_step
         _assert_bit_identical(ref_state, state, f"{name} vs 1x4 final state")
         for tag in ("before", "step2"):
-            assert (run_dir / f"eval_{tag}.json").read_text() == (ref_dir / f"eval_{tag}.json").read_text(), tag
+            assert _text(run_dir, f"eval_{tag}.json") == _text(ref_dir, f"eval_{tag}.json"), tag
     assert np.isfinite(_rows(ref_dir)[-1]["loss"]) and "progress_mean" in _rows(ref_dir)[-1]
 
 
@@ -151,10 +181,15 @@ def test_only_process_zero_logs_and_writes(runs):
     for i in (1, 2, 3):
         out = job.log(i)
         assert "run dir:" not in out and "train:" not in out and " INFO mrt_math" not in out, out[-2000:]
-    for name in ("config.json", "metrics.jsonl", "report.md", "result.json", "eval_before.json", "tb"):
-        assert (run_dir / name).exists(), name
-    assert not [n for n in os.listdir(run_dir) if ".tmp" in n]
-    result = json.loads((run_dir / "result.json").read_text())
+    names = _SERVED[0].names(fake_gcs.BUCKET)  # the run dir is in the bucket: every file, no temporary names
+    for name in ("config.json", "metrics.jsonl", "report.md", "result.json", "eval_before.json", "summary.json",
+                 "checkpoints/2/commit_success.txt"):
+        assert f"multiprocess/4x1/{name}" in names, name
+    assert [n for n in names if n.startswith("multiprocess/4x1/tb/events.out.tfevents.")]
+    assert not [n for n in names if ".tmp" in n]
+    local = os.path.dirname(job.logs[0])  # the processes' working dir: a write that bypassed the layer lands here
+    assert sorted(os.listdir(local)) == [f"job.p{i}.log" for i in range(4)]
+    result = json.loads(_text(run_dir, "result.json"))
     assert result["config"]["num_processes"] == 4 and result["steps_done"] == 2
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
+
+from mrt_jax import run_files
 
 EVAL_STEP_FILE = re.compile(r"^eval_step(\d+)\.json$")
 RUN_MARKERS = ("config.json", "metrics.jsonl", "result.json", "eval_before.json")
@@ -58,8 +59,7 @@ class RunSource:
 
 def read_json(path: str) -> dict:
     try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
+        value = json.loads(run_files.read_text(path))
     except json.JSONDecodeError as e:
         raise SourceError(f"{path}: not valid JSON (line {e.lineno}): {e.msg}") from None
     except UnicodeDecodeError:
@@ -75,8 +75,7 @@ def read_metrics(path: str) -> list[dict]:
     """``metrics.jsonl`` rows; each must be a JSON object with an integer ``step``."""
     rows = []
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        lines = run_files.read_text(path).splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise SourceError(f"{path}: cannot read: {e}") from None
     for i, line in enumerate(lines, 1):
@@ -153,30 +152,30 @@ def check_eval(ev: dict, where: str) -> dict:
 
 def _step_evals(path: str) -> list[tuple[int, dict]]:
     found = []
-    for name in os.listdir(path):
+    for name in run_files.listdir(path):
         m = EVAL_STEP_FILE.match(name)
         if m:
-            full = os.path.join(path, name)
+            full = run_files.join(path, name)
             found.append((int(m.group(1)), check_eval(read_json(full), full)))
     return sorted(found, key=lambda t: t[0])
 
 
 def _optional_json(path: str) -> dict | None:
-    return read_json(path) if os.path.isfile(path) else None
+    return read_json(path) if run_files.exists(path) else None
 
 
 def _load_run(path: str, name: str) -> RunSource:
-    metrics_path = os.path.join(path, "metrics.jsonl")
-    if not os.path.isfile(metrics_path):
+    metrics_path = run_files.join(path, "metrics.jsonl")
+    if not run_files.exists(metrics_path):
         raise SourceError(f"{path}: a run dir without metrics.jsonl (no training step was logged)")
     metrics = read_metrics(metrics_path)
     if not metrics:
         raise SourceError(f"{metrics_path}: no metrics (the file is empty)")
-    config = _optional_json(os.path.join(path, "config.json")) or {}
-    result = _optional_json(os.path.join(path, "result.json")) or {}
+    config = _optional_json(run_files.join(path, "config.json")) or {}
+    result = _optional_json(run_files.join(path, "result.json")) or {}
     steps = _step_evals(path)
-    before = result.get("before") or _optional_json(os.path.join(path, "eval_before.json"))
-    after = result.get("after") or _optional_json(os.path.join(path, "eval_after.json")) or (
+    before = result.get("before") or _optional_json(run_files.join(path, "eval_before.json"))
+    after = result.get("after") or _optional_json(run_files.join(path, "eval_after.json")) or (
         steps[-1][1] if steps else None)
     if not after:
         raise SourceError(f"{path}: no evaluation after training (result.json, eval_after.json or "
@@ -193,8 +192,8 @@ def _load_run(path: str, name: str) -> RunSource:
 
 
 def _load_eval(path: str, name: str) -> RunSource:
-    eval_path, analysis_path = os.path.join(path, "eval.json"), os.path.join(path, "analysis.json")
-    read = [p for p in (eval_path, analysis_path) if os.path.isfile(p)]
+    eval_path, analysis_path = run_files.join(path, "eval.json"), run_files.join(path, "analysis.json")
+    read = [p for p in (eval_path, analysis_path) if run_files.exists(p)]
     merged = {}
     for p in read:  # analysis keys over eval keys
         merged.update(read_json(p))
@@ -207,12 +206,12 @@ def _load_eval(path: str, name: str) -> RunSource:
 
 def load_source(path: str) -> RunSource:
     """A run, eval or analysis dir -> ``RunSource``; anything else -> ``SourceError``."""
-    if not os.path.isdir(path):
+    if not run_files.isdir(path):
         raise SourceError(f"{path}: not a directory (expected a run dir, an eval dir or an analysis dir)")
-    name = os.path.basename(os.path.normpath(os.path.abspath(path)))
-    if any(os.path.isfile(os.path.join(path, m)) for m in RUN_MARKERS):
+    name = run_files.basename(path)
+    if any(run_files.exists(run_files.join(path, m)) for m in RUN_MARKERS):
         return _load_run(path, name)
-    if os.path.isfile(os.path.join(path, "eval.json")) or os.path.isfile(os.path.join(path, "analysis.json")):
+    if run_files.exists(run_files.join(path, "eval.json")) or run_files.exists(run_files.join(path, "analysis.json")):
         return _load_eval(path, name)
     raise SourceError(f"{path}: neither a training run dir (config.json, metrics.jsonl) nor an eval dir "
                       "(eval.json) nor an analysis dir (analysis.json)")

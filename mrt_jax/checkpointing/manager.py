@@ -31,6 +31,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.sharding import Mesh
 
+from mrt_jax import run_files
 from mrt_jax.checkpointing import consensus
 from mrt_jax.checkpointing import tree as tree_lib
 from mrt_jax.errors import CheckpointError
@@ -41,13 +42,15 @@ log = logging.getLogger(__name__)
 def absolute_dir(path: str | os.PathLike) -> epath.Path:
     """``path`` as an absolute path (Orbax refuses relative ones, e.g. a user's ``--run_dir=runs/x``); bucket
     paths such as gs://... are kept as they are."""
-    text = os.fspath(path)
-    return epath.Path(text if "://" in text else os.path.abspath(text))
+    return run_files.run_path(path)  # the run-dir layer's rule, in one place
 
 
 def commit_problem(step_dir: epath.Path, items: tuple[str, ...]) -> str | None:
     """Why an Orbax step dir is not a complete save (None if it looks complete): Orbax writes
-    ``_CHECKPOINT_METADATA`` with a commit timestamp when it finalises a step; each item must have its dir."""
+    ``_CHECKPOINT_METADATA`` with a commit timestamp when it finalises a step; each item must have its dir. On an
+    object store (no rename) Orbax writes into the final name and finalises with ``commit_success.txt`` last."""
+    if run_files.is_remote(step_dir) and not (step_dir / "commit_success.txt").exists():
+        return "no commit_success.txt: the save did not finish"
     marker = step_dir / "_CHECKPOINT_METADATA"
     if not marker.exists():
         return f"no Orbax commit metadata ({marker.name}): the save did not finish"
@@ -64,9 +67,10 @@ def commit_problem(step_dir: epath.Path, items: tuple[str, ...]) -> str | None:
 
 def list_step_dirs(directory: epath.Path) -> list[int]:
     """Integer-named step dirs (Orbax's default naming; a save in flight has a temporary name)."""
-    if not directory.exists():
+    try:  # no exists() first: on a bucket the dir is a name prefix that can vanish in between (Orbax cleanup)
+        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
+    except FileNotFoundError:
         return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
 
 
 class Checkpointer:
@@ -302,7 +306,8 @@ class Checkpointer:
         if jax.process_index() == 0:
             dest_root = epath.Path(str(self.directory) + ".quarantine")
             dest_root.mkdir(parents=True, exist_ok=True)
-            (self.directory / str(step)).rename(dest_root / f"{step}-{int(time.time())}")
+            # run_files: a rename locally; a copy and delete on a bucket (object stores have no rename)
+            run_files.move_tree(self.directory / str(step), dest_root / f"{step}-{int(time.time())}")
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 

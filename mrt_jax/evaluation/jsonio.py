@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -24,10 +23,9 @@ def json_safe(value: Any) -> Any:
 
 
 def write_json(path: str, value: Any) -> str:
-    """Write ``value`` as indented strict JSON (written whole, then renamed: readers never see half a file)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(json_safe(value), f, indent=1, allow_nan=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write ``value`` as indented strict JSON, whole (``mrt_jax.run_files``: renamed into place locally, one
+    object on a bucket): readers never see half a file."""
+    from mrt_jax import run_files
+
+    run_files.write_text(path, json.dumps(json_safe(value), indent=1, allow_nan=False) + "\n")
     return path

@@ -219,6 +219,6 @@ def read_traces(path: str) -> list[TraceRecord]:
 
 
 def write_traces(path: str, records: list[TraceRecord]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec.to_json()) + "\n")
+    from mrt_jax import run_files  # a bucket path too: the file is written as one object
+
+    run_files.write_text(path, "".join(json.dumps(rec.to_json()) + "\n" for rec in records))
