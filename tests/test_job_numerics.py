@@ -19,7 +19,7 @@ BF16 = ["--preset=tiny", "--param_dtype=bf16", "--compute_dtype=bf16", "--remat"
 
 def test_a_bf16_job_trains_and_its_config_records_the_numerics(tmp_path):
     run_dir = tmp_path / "bf16"
-    assert main([*BF16, "--steps=1", "--eval_every=1", f"--run_dir={run_dir}"]) == 0
+    assert main([*BF16, "--algo=grpo", "--steps=1", "--eval_every=1", f"--run_dir={run_dir}"]) == 0
     stored = json.loads((run_dir / "config.json").read_text())
     assert (stored["param_dtype"], stored["compute_dtype"], stored["remat"]) == ("bfloat16", "bfloat16", True)
     row = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
