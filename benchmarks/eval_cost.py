@@ -24,7 +24,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     from experiments.config import ExperimentConfig
-    from experiments.setup_model import build
+    from experiments.setup_model import answer_budget, build
     from mrt_jax.data import get_task
     from mrt_jax.evaluation import EvalSettings, budget_grid, evaluate_budgeted, evaluate_suite, required_cache_len
     from mrt_jax.sampling import EpisodeRules, Sampler
@@ -37,7 +37,9 @@ def main(argv=None) -> dict:
     answers = [q.answer for q in probs]
     suffix = fmt.forced_termination_suffix
     budgets = tuple(budget_grid(cfg.max_new_tokens, 6))
-    settings = EvalSettings(max_new_tokens=cfg.max_new_tokens, budgets=budgets, answer_tokens=cfg.meta_max_tokens,
+    answer_tokens = answer_budget(cfg, fmt)
+    settings = EvalSettings(max_new_tokens=cfg.max_new_tokens, budgets=budgets, answer_tokens=answer_tokens,
+                            answer_stop=fmt.answer_stop,
                             episode_rules=EpisodeRules.r1(markers=tuple(fmt.continuation_cues), min_gap=1),
                             max_episodes=cfg.max_episodes, seed=cfg.seed + 7)
     sampler = Sampler(model, tok, max_cache_len=required_cache_len(max(map(len, prompts)),
@@ -45,7 +47,8 @@ def main(argv=None) -> dict:
     runs = {
         "budgeted": lambda: evaluate_budgeted(sampler, prompts, answers, task.verify, forced_suffix=suffix,
                                               max_new_tokens=cfg.max_new_tokens, budgets=budgets,
-                                              answer_tokens=cfg.meta_max_tokens, seed=cfg.seed + 7).to_dict(),
+                                              answer_tokens=answer_tokens, answer_stop=fmt.answer_stop,
+                                              seed=cfg.seed + 7).to_dict(),
         "suite": lambda: evaluate_suite(sampler, prompts, answers, task.verify, forced_suffix=suffix,
                                         settings=settings).to_dict(),
     }

@@ -1,7 +1,7 @@
 """``--compile_only``: lower and compile the training job's own programs for a TPU slice on this host, and print
 what one chip holds while the job runs.
 
-Compiled, at the dtypes the job runs (it has no dtype flag: presets run in float32) and on the job's meshes:
+Compiled at the job's numerics (``--param_dtype`` / ``--compute_dtype`` / ``--remat``) and on the job's meshes:
 - the learner step exactly as the job builds it (``make_train_step``: the same jit, shardings and donation), on
   the job's mesh (data=1, fsdp=all chips, tensor=1; ICI-ordered), for the job's batch;
 - the Sampler's prefill and layerwise decode loop (the engine's own jitted functions) on the sampler's mesh (one
@@ -155,7 +155,7 @@ def compile_job(cfg, lcfg, shapes: JobShapes | None = None) -> dict:
 def report_table(rep: dict) -> str:
     hbm = rep["hbm_per_chip"]
     lines = [f"{rep['slice']}: {rep['model']} in {rep['dtype']['param']} params / {rep['dtype']['compute']} compute "
-             f"(the job's own: it has no dtype flag), remat={rep['remat']}; learner mesh {rep['learner_mesh']}, "
+             f"(--param_dtype / --compute_dtype), remat={rep['remat']}; learner mesh {rep['learner_mesh']}, "
              f"sampler mesh {rep['sampler_mesh']} on each of {rep['processes']} processes",
              f"learner batch {rep['train_batch'][0]} x {rep['train_batch'][1]}; sampler calls per process: "
              + "; ".join(f"{n} {s['rows']} rows x {s['slots']} slots" for n, s in rep["sampler_calls"].items()), "",

@@ -20,6 +20,8 @@ EPISODE_RULES = ("markers", "grid")
 LOSS_AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_sum_norm")  # = mrt_jax.rl.losses.AGGREGATIONS
 KL_ESTIMATORS = ("k1", "k2", "k3")
 TRUNCATION = ("zero", "mask", "none")
+PROMPT_FORMATS = ("auto", "plain", "r1", "chat", "chat_think")  # mrt_jax.data.formats; auto: experiments.setup_model
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}  # -> the recorded name
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -36,6 +38,7 @@ class ExperimentConfig:
     # Task.
     task: str = "arithmetic"
     difficulty: int = 1
+    prompt_format: str = "auto"  # auto: plain for from-scratch models, the checkpoint's chat template if it has one
     # Rollouts.
     prompts_per_step: int = 8
     group_size: int = 4
@@ -53,7 +56,7 @@ class ExperimentConfig:
     alpha: float = 1.0
     mrt_form: str = "dense"
     meta_samples: int = 4
-    meta_max_tokens: int = 16
+    meta_max_tokens: int = 0  # forced-answer tokens; 0: the prompt format's budget (plain 16, chat 32, r1 256)
     meta_temperature: float = 0.6
     episode_rule: str = "markers"
     episode_grid: int = 32
@@ -72,6 +75,11 @@ class ExperimentConfig:
     loss_aggregation: str = "token_mean"
     micro_batches: int = 1
     inner_epochs: int = 1
+    # Numerics of the learner and the sampler (they share the model's config): storage and compute dtypes (norms,
+    # softmax and logits stay float32), and rematerialising each layer in the learner's backward pass.
+    param_dtype: str = "float32"
+    compute_dtype: str = "float32"
+    remat: bool = False
     # Warm start (small from-scratch models only). Its own seed: RL seeds of a study share one base model.
     sft_steps: int = 2000
     sft_learning_rate: float = 3e-3
@@ -99,11 +107,21 @@ class ExperimentConfig:
 
     def __post_init__(self):
         choices = {"algo": ALGOS, "mrt_form": MRT_FORMS, "episode_rule": EPISODE_RULES,
-                   "loss_aggregation": LOSS_AGGREGATIONS, "kl_estimator": KL_ESTIMATORS, "truncation": TRUNCATION}
+                   "loss_aggregation": LOSS_AGGREGATIONS, "kl_estimator": KL_ESTIMATORS, "truncation": TRUNCATION,
+                   "prompt_format": PROMPT_FORMATS, "param_dtype": tuple(DTYPES), "compute_dtype": tuple(DTYPES)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name}={getattr(self, name)!r} is not allowed; choose one of {', '.join(allowed)}")
-        positive = ("steps", "prompts_per_step", "group_size", "max_new_tokens", "meta_samples", "meta_max_tokens",
+        for name in ("param_dtype", "compute_dtype"):  # fp32 / bf16 are recorded by their full names
+            object.__setattr__(self, name, DTYPES[getattr(self, name)])
+        if self.prompt_format in ("chat", "chat_think") and (self.model in ("tiny", "demo")
+                                                             or self.model.startswith("arch:")):
+            raise ValueError(f"--prompt_format={self.prompt_format} needs a checkpoint with a chat template; "
+                             f"--model={self.model} uses the procedural tokenizer (none); choose auto, plain or r1")
+        if self.meta_max_tokens < 0:
+            raise ValueError(f"--meta_max_tokens must be >= 0 (0: the prompt format's budget), got "
+                             f"{self.meta_max_tokens}")
+        positive = ("steps", "prompts_per_step", "group_size", "max_new_tokens", "meta_samples",
                     "episode_grid", "max_episodes", "micro_batches", "inner_epochs", "eval_every", "eval_problems",
                     "save_every", "keep_last", "sft_batch_size", "sft_traces", "eval_samples")
         for name in positive:

@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="budgets beyond --max_tokens reached by budget forcing ('Wait' extensions)")
     p.add_argument("--max_extensions", type=int, default=4, help="budget-forcing extensions per trace")
     p.add_argument("--answer_tokens", type=_positive("answer_tokens"), help="forced-answer length (default: run's"
-                   " meta_max_tokens, else 16)")
+                   " meta_max_tokens, else the prompt format's budget)")
     p.add_argument("--episodes", type=int, default=4, help="max episodes for pass@1 by episode (0: off)")
     p.add_argument("--episode_rule", choices=("markers", "grid"), help="default: the run's, else markers")
     p.add_argument("--episode_grid", type=_positive("episode_grid"), help="tokens per episode for the grid rule")
@@ -120,9 +120,9 @@ def _settings(args, run_cfg, fmt, max_tokens: int):
         max_new_tokens=max_tokens, budgets=tuple(budgets), n=args.n, k=args.k,
         temperature=args.temperature if args.temperature is not None else (0.0 if args.n == 1 else 0.6),
         k_temperature=args.k_temperature if args.k_temperature is not None else (0.0 if args.k == 1 else 0.6),
-        answer_tokens=args.answer_tokens or (run_cfg.meta_max_tokens if run_cfg else 16),
-        # Short formats answer on the suffix's line; thinking formats open a worked answer over several lines.
-        answer_stop=None if fmt.name in ("r1", "chat_think") else ("\n",),
+        # The run's meta-prover budget (0 there: its format's), else the format's; the format says where it ends.
+        answer_tokens=args.answer_tokens or (run_cfg.meta_max_tokens if run_cfg else 0) or fmt.answer_tokens,
+        answer_stop=fmt.answer_stop,
         episode_rules=rules, max_episodes=args.episodes, extrapolate=tuple(args.extrapolate),
         extend_texts=tuple(fmt.episode_separator + c for c in fmt.continuation_cues),
         max_extensions=args.max_extensions, seed=args.seed)

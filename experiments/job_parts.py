@@ -47,13 +47,17 @@ class JobParts:
         return [self.fmt.build_prompt(q) for q in batch_records["question"]], list(batch_records["answer"])
 
 
-def rollout_settings(cfg, max_prompt: int, forced_suffix: str) -> RolloutSettings:
-    """The flags that decide what a step samples and how it is scored."""
+def rollout_settings(cfg, max_prompt: int, fmt) -> RolloutSettings:
+    """The flags that decide what a step samples and how it is scored; the forced answers follow the prompt
+    format ``fmt`` (its suffix and stop rule, its budget unless ``--meta_max_tokens``)."""
+    from experiments.setup_model import answer_budget
+
     return RolloutSettings(
         estimator=estimator_name(cfg.algo, cfg.mrt_form), group_size=cfg.group_size, max_prompt_tokens=max_prompt,
         max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, truncation=cfg.truncation,
-        alpha=cfg.alpha, meta_samples=cfg.meta_samples, meta_max_tokens=cfg.meta_max_tokens,
-        meta_temperature=cfg.meta_temperature, max_episodes=cfg.max_episodes, forced_suffix=forced_suffix,
+        alpha=cfg.alpha, meta_samples=cfg.meta_samples, meta_max_tokens=answer_budget(cfg, fmt),
+        meta_temperature=cfg.meta_temperature, max_episodes=cfg.max_episodes,
+        forced_suffix=fmt.forced_termination_suffix, answer_stop=tuple(fmt.answer_stop),
         length_penalty=cfg.length_penalty, overlong_buffer=cfg.overlong_buffer, overlong_factor=cfg.overlong_factor,
         dynamic_sampling=cfg.dynamic_sampling, dynamic_rounds=cfg.dynamic_rounds)
 
@@ -61,7 +65,7 @@ def rollout_settings(cfg, max_prompt: int, forced_suffix: str) -> RolloutSetting
 def build_job(cfg, mesh) -> JobParts:
     """Model, tokenizer, train/eval problems and rollout settings for ``cfg``; deterministic in ``cfg.seed``.
     A model that cannot be loaded (a missing path or file) is a UserError: every job role reports it in one line."""
-    from experiments.setup_model import build
+    from experiments.setup_model import answer_budget, build
 
     try:
         model, tokenizer, fmt, info = build(cfg, mesh)
@@ -71,10 +75,10 @@ def build_job(cfg, mesh) -> JobParts:
     _, eval_records = problem_source(cfg, "eval", cfg.eval_problems)
     longest = max(len(tokenizer.encode(fmt.build_prompt(r["question"]))) for r in train_records + eval_records)
     max_prompt = -(-longest // 32) * 32  # every prompt the job will see fits; rounded for stable shapes
-    cache_len = max_prompt + cfg.max_new_tokens + 64 + cfg.meta_max_tokens
+    cache_len = max_prompt + cfg.max_new_tokens + 64 + answer_budget(cfg, fmt)
     return JobParts(model=model, tokenizer=tokenizer, fmt=fmt, info=info, task=task, train_records=train_records,
                     eval_records=eval_records, max_prompt=max_prompt, cache_len=cache_len,
-                    settings=rollout_settings(cfg, max_prompt, fmt.forced_termination_suffix),
+                    settings=rollout_settings(cfg, max_prompt, fmt),
                     boundaries=make_boundaries(cfg, tokenizer, fmt))
 
 
@@ -120,8 +124,9 @@ def make_boundaries(cfg, tokenizer, fmt) -> Callable[[list[int]], list[int]]:
 
 def held_out_eval(cfg, sampler, tokenizer, fmt, eval_records, verify, step: int) -> dict:
     """Budgeted accuracy on the held-out problems with the sampler's current weights: ``eval_samples`` traces per
-    problem at ``eval_temperature`` (0: greedy), forced answers at 6 budgets (``mrt_jax.evaluation``). Draws from
-    the ``eval`` stream at ``step``."""
+    problem at ``eval_temperature`` (0: greedy), forced answers at 6 budgets (``mrt_jax.evaluation``) as the
+    prompt format ends them, as long as the meta-prover's. Draws from the ``eval`` stream at ``step``."""
+    from experiments.setup_model import answer_budget
     from mrt_jax.evaluation import budget_grid, evaluate_budgeted
     from mrt_jax.random_streams import stream_key
 
@@ -129,8 +134,8 @@ def held_out_eval(cfg, sampler, tokenizer, fmt, eval_records, verify, step: int)
     res = evaluate_budgeted(sampler, prompts, [r["answer"] for r in eval_records], verify,
                             forced_suffix=fmt.forced_termination_suffix, max_new_tokens=cfg.max_new_tokens,
                             budgets=budget_grid(cfg.max_new_tokens, 6), n=cfg.eval_samples,
-                            temperature=cfg.eval_temperature, answer_tokens=cfg.meta_max_tokens,
-                            seed=stream_key(cfg.seed, "eval", step))
+                            temperature=cfg.eval_temperature, answer_tokens=answer_budget(cfg, fmt),
+                            answer_stop=fmt.answer_stop, seed=stream_key(cfg.seed, "eval", step))
     return {**res.to_dict(), "samples_per_problem": cfg.eval_samples, "temperature": cfg.eval_temperature}
 
 

@@ -1,6 +1,6 @@
 """What the training job's device programs process, from its config alone (no weights are built): the model
-config the job runs (the job has no dtype flag: architecture presets train and sample in their preset dtype,
-float32), the learner batch, and the sizes of the Sampler's calls on one process (rollouts and meta-prover forks).
+config the job runs (the architecture preset at the job's ``--param_dtype`` / ``--compute_dtype`` / ``--remat``),
+the learner batch, and the sizes of the Sampler's calls on one process (rollouts and meta-prover forks).
 
 Mirrors ``experiments.job_parts.build_job`` (prompt budget, cache length; a test holds them equal) and
 ``mrt_jax.trainer.rollout`` (rows per call). Worst cases are taken where the job's sizes depend on the data: the
@@ -32,6 +32,7 @@ class JobShapes:
     max_prompt: int
     cache_len: int
     suffix_tokens: int  # the forced-termination suffix, tokenised
+    answer_tokens: int  # a forced answer's budget (--meta_max_tokens, 0: the prompt format's)
     train_rows: int  # global learner batch rows
     train_len: int  # learner tokens per row: prompt budget + max_new_tokens
     batch_keys: tuple[str, ...]
@@ -40,8 +41,7 @@ class JobShapes:
 def _tokenizer_and_format(cfg):
     """The tokenizer and prompt format ``setup_model.build`` gives ``cfg.model`` (presets only: a path's model
     would have to be read)."""
-    from experiments.setup_model import architecture_name, procedural_tokenizer
-    from mrt_jax.data import PLAIN, chat_format
+    from experiments.setup_model import architecture_name, procedural_tokenizer, prompt_format
     from mrt_jax.models import PRESETS
 
     if architecture_name(cfg.model) not in PRESETS:
@@ -52,17 +52,18 @@ def _tokenizer_and_format(cfg):
         from mrt_jax.tokenizers.gguf_tokenizer import tokenizer_from_gguf
 
         tokenizer = tokenizer_from_gguf(smollm2_gguf_path())
-        return tokenizer, chat_format(tokenizer) if tokenizer.chat_template else PLAIN
-    return procedural_tokenizer(cfg.task), PLAIN
+    else:
+        tokenizer = procedural_tokenizer(cfg.task)
+    return tokenizer, prompt_format(cfg, tokenizer)
 
 
 def job_shapes(cfg) -> JobShapes:
     from experiments.job_setup import problem_source as _problem_source
-    from experiments.setup_model import FROM_SCRATCH, architecture_name
+    from experiments.setup_model import FROM_SCRATCH, answer_budget, architecture_name, numerics
     from mrt_jax.models import PRESETS
 
     tokenizer, fmt = _tokenizer_and_format(cfg)
-    model_cfg = PRESETS[architecture_name(cfg.model)]
+    model_cfg = PRESETS[architecture_name(cfg.model)].replace(**numerics(cfg))
     if cfg.model in FROM_SCRATCH:
         model_cfg = model_cfg.replace(vocab_size=tokenizer.vocab_size)
     _, train = _problem_source(cfg, "train", 4096)
@@ -72,10 +73,11 @@ def job_shapes(cfg) -> JobShapes:
     eos = tuple(getattr(tokenizer, "eos_ids", ()) or ())
     pad = getattr(tokenizer, "pad_id", None)
     keys = ("tokens", "loss_mask", "old_logp", "advantages", "attn_mask") + (("ref_logp",) if cfg.kl_coef > 0 else ())
+    answer = answer_budget(cfg, fmt)
     return JobShapes(
         model_cfg=model_cfg, pad_id=int(pad if pad is not None else (eos[0] if eos else 0)),
-        n_stops=max(len(set(eos)), 1), max_prompt=max_prompt,
-        cache_len=max_prompt + cfg.max_new_tokens + 64 + cfg.meta_max_tokens,
+        n_stops=max(len(set(eos)), 1), max_prompt=max_prompt, cache_len=max_prompt + cfg.max_new_tokens + 64 + answer,
+        answer_tokens=answer,
         suffix_tokens=len(tokenizer.encode(fmt.forced_termination_suffix)),
         train_rows=cfg.prompts_per_step * cfg.group_size, train_len=max_prompt + cfg.max_new_tokens,
         batch_keys=keys)
@@ -93,7 +95,7 @@ def sampler_calls(cfg, shapes: JobShapes, processes: int, shards: int) -> list[S
         # deepest branch keeps every slot up to the one before a full-length trace's last token.
         branches = prompts + rows * (cfg.max_episodes - 1)
         start = gen.block + cfg.max_new_tokens - 2
-        fork = call_shape(branches * cfg.meta_samples, shards, 1 + shapes.suffix_tokens, cfg.meta_max_tokens,
+        fork = call_shape(branches * cfg.meta_samples, shards, 1 + shapes.suffix_tokens, shapes.answer_tokens,
                           shapes.cache_len, kept=start)
         calls.append(SamplerCall("fork", fork, greedy=cfg.meta_temperature == 0, use_filter=False))
     return calls

@@ -6,6 +6,9 @@
 - ``arch:NAME``: random weights in the shape of an architecture preset (``arch:r1-distill-qwen-1.5b``), for
   benchmarks and plumbing. The name must say so: a bare real model's name (``r1-distill-qwen-1.5b``) whose weights
   are not here is refused, never silently trained from random weights.
+
+The model comes at ``--param_dtype`` / ``--compute_dtype`` / ``--remat`` (the learner and the sampler both take
+its config); the prompt format is ``--prompt_format`` (``prompt_format``).
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import logging
 import os
 import shutil
 
-from mrt_jax.data import PLAIN, cached_spm, chat_format, corpus, load_spm, sft_examples
+from mrt_jax.data import PLAIN, cached_spm, chat_format, corpus, get_format, load_spm, sft_examples
 from mrt_jax.errors import UserError
-from mrt_jax.models import PRESETS, create_model
+from mrt_jax.models import PRESETS, cast_model, create_model
 from mrt_jax.sft import SFTExample, pack_examples, train_sft
 
 log = logging.getLogger(__name__)
@@ -96,35 +99,61 @@ def _warm_start(model, tokenizer, cfg, mesh):
     return model, {"sft_cached": False, "sft_final_loss": float(sum(losses[-20:]) / max(1, len(losses[-20:])))}
 
 
+def prompt_format(cfg, tokenizer):
+    """The format of ``--prompt_format`` for ``tokenizer``. ``auto``: the checkpoint's chat template when it has
+    one, else plain (the from-scratch models' procedural tokenizer has none). A chat format without a chat
+    template is a UserError."""
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if cfg.prompt_format == "auto":
+        return chat_format(tokenizer) if has_template else PLAIN
+    if cfg.prompt_format in ("chat", "chat_think") and not has_template:
+        raise UserError(f"--prompt_format={cfg.prompt_format}: the tokenizer of --model={cfg.model} has no chat "
+                        f"template; choose auto, plain or r1")
+    return get_format(cfg.prompt_format, tokenizer)
+
+
+def answer_budget(cfg, fmt) -> int:
+    """Tokens of a forced answer (the meta-prover's, and the evaluation's): ``--meta_max_tokens``, or with 0 the
+    prompt format's recommended budget."""
+    return cfg.meta_max_tokens or fmt.answer_tokens
+
+
+def numerics(cfg) -> dict:
+    """The model-config fields of ``--param_dtype`` / ``--compute_dtype`` / ``--remat``."""
+    return dict(param_dtype=cfg.param_dtype, dtype=cfg.compute_dtype, remat=cfg.remat)
+
+
 def build(cfg, mesh):
-    """-> (model, tokenizer, prompt format, info dict)."""
+    """-> (model at the job's numerics, tokenizer, prompt format, info dict)."""
     name = cfg.model
     check_model_name(name)
+    info = {}
     if name in FROM_SCRATCH:
         tokenizer = procedural_tokenizer(cfg.task)
         mcfg = PRESETS[name].replace(vocab_size=tokenizer.vocab_size)
         warm = name == "demo" and cfg.sft_steps > 0
-        model = create_model(mcfg, mesh=mesh, seed=cfg.sft_seed if warm else cfg.seed)
-        info = {}
-        if warm:
+        model = create_model(mcfg if warm else mcfg.replace(**numerics(cfg)), mesh=mesh,
+                             seed=cfg.sft_seed if warm else cfg.seed)
+        if warm:  # the warm start trains (and is cached) in float32 whatever the job's numerics
             model, info = _warm_start(model, tokenizer, cfg, mesh)
-        return model, tokenizer, PLAIN, info
-    from mrt_jax.io import load_pretrained
-
-    if name == "smollm2-135m":
-        from mrt_jax.assets import smollm2_gguf_path
-
-        path = str(smollm2_gguf_path())
     elif name.startswith(ARCH_PREFIX):  # asked for by name: random weights of the preset's shape
         tokenizer = procedural_tokenizer(cfg.task)
         mcfg = PRESETS[architecture_name(name)]
         mcfg = mcfg.replace(vocab_size=max(mcfg.vocab_size, tokenizer.vocab_size))  # every token id has a row
-        model = create_model(mcfg, mesh=mesh, seed=cfg.seed)
-        return model, tokenizer, PLAIN, {"random_weights": True}
+        model = create_model(mcfg.replace(**numerics(cfg)), mesh=mesh, seed=cfg.seed)
+        info = {"random_weights": True}
     else:
-        path = name
-    model, tokenizer = load_pretrained(path, mesh=mesh)
-    if tokenizer is None:
-        raise ValueError(f"--model={path!r} has no tokenizer files; the training job needs one")
-    fmt = chat_format(tokenizer) if tokenizer.chat_template else PLAIN
-    return model, tokenizer, fmt, {"path": path}
+        from mrt_jax.io import load_pretrained
+
+        if name == "smollm2-135m":
+            from mrt_jax.assets import smollm2_gguf_path
+
+            path = str(smollm2_gguf_path())
+        else:
+            path = name
+        model, tokenizer = load_pretrained(path, dtype=cfg.compute_dtype, param_dtype=cfg.param_dtype, mesh=mesh,
+                                           remat=cfg.remat)
+        if tokenizer is None:
+            raise ValueError(f"--model={path!r} has no tokenizer files; the training job needs one")
+        info = {"path": path}
+    return cast_model(model, **numerics(cfg)), tokenizer, prompt_format(cfg, tokenizer), info

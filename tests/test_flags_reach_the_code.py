@@ -12,6 +12,7 @@ from experiments.config import ExperimentConfig, parse_args, without_inert
 from experiments.inert_flags import INERT
 from experiments.job_parts import rollout_settings
 from experiments.job_setup import learner_config
+from mrt_jax.data import PLAIN
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIELDS = [f.name for f in dataclasses.fields(ExperimentConfig)]
@@ -34,7 +35,7 @@ DERIVED = {
 
 def derived(flags):
     cfg = parse_args(flags)
-    return learner_config(cfg), rollout_settings(cfg, 32, "\n\nAnswer:")
+    return learner_config(cfg), rollout_settings(cfg, 32, PLAIN)
 
 
 @pytest.mark.parametrize("name", sorted(DERIVED))

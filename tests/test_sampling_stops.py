@@ -3,7 +3,7 @@
 import pytest
 
 from mrt_jax.sampling import Sampler
-from mrt_jax.sampling.stops import find_stop
+from mrt_jax.sampling.stops import BOX_CLOSED, find_stop
 from mrt_jax.sampling.toy import ToyTokenizer
 from tests.test_sampling_generate import PROMPTS, lively_model
 
@@ -42,3 +42,13 @@ def test_stop_string_spanning_tokens(sampler):
 def test_stop_strings_need_tokenizer():
     with pytest.raises(ValueError, match="tokenizer"):
         Sampler(lively_model(), eos_ids=[], max_cache_len=64).generate(PROMPTS, max_new_tokens=2, stop=["x"])
+
+
+def test_box_closed_stops_where_the_box_closes():
+    text = "so x = \\boxed{\\frac{1}{2}} and more"
+    toks = TOK.encode(text.replace("\\", "").replace("{", "").replace("}", ""))  # ToyTokenizer has no braces
+    assert find_stop(toks, [BOX_CLOSED], TOK.decode) is None
+    chars = list(text)
+    cut = find_stop(chars, [BOX_CLOSED], "".join)  # a character-level "tokenizer"
+    assert "".join(chars[:cut]) == "so x = \\boxed{\\frac{1}{2}}"
+    assert not BOX_CLOSED("\\boxed{\\{") and BOX_CLOSED("\\boxed {7}") and not BOX_CLOSED("\\boxed 7")

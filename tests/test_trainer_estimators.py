@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from experiments.config import parse_args
 from experiments.job_parts import rollout_settings
+from mrt_jax.data import PLAIN
 from mrt_jax.trainer.estimators import ESTIMATORS, AdvantageInputs, estimate, estimator_name, termination_reward
 
 OUTCOME_ONLY = ("grpo", "dr_grpo", "rloo")
@@ -155,4 +156,4 @@ def test_termination_reward_is_the_j_one_episode_before_the_outcome():
 def test_flags_select_the_estimator_the_job_scores_with(flags, name):
     cfg = parse_args(flags)
     assert estimator_name(cfg.algo, cfg.mrt_form) == name
-    assert rollout_settings(cfg, 32, "\n\nAnswer:").estimator == name
+    assert rollout_settings(cfg, 32, PLAIN).estimator == name

@@ -11,6 +11,7 @@ import pytest
 from experiments.config import parse_args
 from experiments.job_parts import rollout_settings
 from experiments.job_setup import learner_config
+from mrt_jax.data import PLAIN
 from mrt_jax.learner import create_train_state, make_train_step, token_logprobs
 from mrt_jax.models import get_preset
 from mrt_jax.trainer.collect import dynamic_share
@@ -21,7 +22,7 @@ C, G = 8, 4
 
 
 def settings(*flags):
-    return rollout_settings(parse_args(["--algo=grpo", f"--max_new_tokens={C}", *flags]), 16, "\n\nAnswer:")
+    return rollout_settings(parse_args(["--algo=grpo", f"--max_new_tokens={C}", *flags]), 16, PLAIN)
 
 
 def arrays(correct, lengths, truncated=None):

@@ -6,11 +6,17 @@ Trace prefixes are cut at episode boundaries *before* the blank line, so suffixe
 ``"\\n\\n"``. Formats are frozen dataclasses: change a suffix with ``dataclasses.replace(fmt, ...)``.
 
 - ``plain``: for small from-scratch models. ``Question: q\\nSolution:\\n`` then the episodes, then
-  ``\\n\\nAnswer: \\boxed{a}``; forced termination ``\\n\\nAnswer:``.
+  ``\\n\\nAnswer: \\boxed{a}``; forced termination ``\\n\\nAnswer:``, answered on that line.
 - ``r1``: R1-style thinking template (prompt ends with ``<think>\\n``); completion ``episodes\\n</think>\\n\\nThe final
-  answer is \\boxed{a}.``; forced termination is the MRT reference suffix.
+  answer is \\boxed{a}.``; forced termination is the MRT reference suffix, answered by a worked explanation that
+  ends in a box.
 - ``chat_format(tokenizer)``: the checkpoint's own chat template (``tokenizer.apply_chat_template``), with or
   without a thinking block.
+
+Each format also says how the meta-prover's forced answer ends (``answer_stop``: stop strings or a
+``mrt_jax.sampling.stops`` rule) and how many tokens it may take (``answer_tokens``, the recommended budget: the
+training job's ``--meta_max_tokens=0``). A stop that cannot occur before the answer (``"\\n"`` after the R1 suffix,
+which opens a multi-line explanation) would make every forced answer wrong.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
+
+from mrt_jax.sampling.stops import BOX_CLOSED, StopRule
 
 R1_CUES = ("Wait", "But wait", "Alternatively", "But hold on")
 MRT_REFERENCE_SUFFIX = (
@@ -37,6 +45,8 @@ class PromptFormat:
     forced_termination_suffix: str
     continuation_cues: tuple[str, ...]
     episode_separator: str = "\n\n"
+    answer_stop: tuple[str | StopRule, ...] = ("\n",)  # where a forced answer ends (EOS always ends it)
+    answer_tokens: int = 16  # the forced answer's recommended token budget
 
     def build_prompt(self, question: str) -> str:
         return self.prompt_template.replace("{question}", question)
@@ -74,6 +84,8 @@ R1 = PromptFormat(
     completion_template="{thinking}\n</think>\n\nThe final answer is \\boxed{{answer}}.",
     forced_termination_suffix="\n\n" + MRT_REFERENCE_SUFFIX,
     continuation_cues=R1_CUES,
+    answer_stop=(BOX_CLOSED,),  # the suffix opens "1. **": a worked explanation over lines, then the box
+    answer_tokens=256,
 )
 
 
@@ -100,11 +112,13 @@ def chat_format(tokenizer: Any, *, think: bool = False, system: str | None = Non
         raise TypeError(f"chat_format: {type(tokenizer).__name__} has no apply_chat_template")
     if think:
         return ChatFormat("chat_think", "{question} " + INSTRUCTION, R1.completion_template,
-                          R1.forced_termination_suffix, R1_CUES, tokenizer=tokenizer, system=system)
+                          R1.forced_termination_suffix, R1_CUES, answer_stop=R1.answer_stop,
+                          answer_tokens=R1.answer_tokens, tokenizer=tokenizer, system=system)
     return ChatFormat(
         "chat", "{question} " + INSTRUCTION, "{thinking}\n\nThe final answer is \\boxed{{answer}}.",
         "\n\nTime is up. Given the time I've spent and the approaches I've tried, I should stop and give my final "
-        "answer now.\n\nThe final answer is", R1_CUES, tokenizer=tokenizer, system=system)
+        "answer now.\n\nThe final answer is", R1_CUES, answer_stop=("\n", BOX_CLOSED), answer_tokens=32,
+        tokenizer=tokenizer, system=system)
 
 
 FORMATS: dict[str, PromptFormat] = {"plain": PLAIN, "r1": R1}

@@ -39,7 +39,10 @@ def budget_grid(max_tokens: int, points: int = 6) -> list[int]:
 def evaluate_budgeted(sampler: Sampler, prompt_ids: Sequence[list[int]], answers: Sequence[str],
                       verify: Callable[[str, str], float], *, forced_suffix: str, max_new_tokens: int,
                       budgets: Sequence[int], n: int = 1, temperature: float = 0.0, k: int = 1,
-                      k_temperature: float = 0.0, answer_tokens: int = 16, seed: int = 0) -> BudgetedEval:
+                      k_temperature: float = 0.0, answer_tokens: int = 16, answer_stop: Sequence = ("\n",),
+                      seed: int = 0) -> BudgetedEval:
+    """``answer_stop``: where a forced answer ends (the prompt format's ``answer_stop``; default: the plain
+    format's line)."""
     P = len(prompt_ids)
     rows = [p for p in prompt_ids for _ in range(n)]
     gold = [a for a in answers for _ in range(n)]
@@ -56,8 +59,7 @@ def evaluate_budgeted(sampler: Sampler, prompt_ids: Sequence[list[int]], answers
     score = np.repeat(final[:, None], len(budgets), axis=1)  # finished traces keep their own answer
     if branches:
         meta = sampler.fork(out, branches, max_new_tokens=answer_tokens, temperature=k_temperature,
-                            seed=offset(seed, 1),
-                            stop=["\n"])
+                            seed=offset(seed, 1), stop=list(answer_stop))
         forced = np.asarray([verify(forced_suffix + t, gold[where[j // k][0]]) for j, t in enumerate(meta.texts)])
         forced = forced.reshape(len(branches), k).mean(1)
         for (i, bi), v in zip(where, forced):

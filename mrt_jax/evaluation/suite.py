@@ -52,6 +52,7 @@ from mrt_jax.evaluation.summary import DEFAULT_TARGETS, summarize
 from mrt_jax.evaluation.traces import TraceRecord
 from mrt_jax.rewards.extraction import extract_answer
 from mrt_jax.sampling import EpisodeRules, Sampler
+from mrt_jax.sampling.stops import StopRule, describe
 from mrt_jax.sampling.termination import BUDGET_FORCING_TEXTS
 
 
@@ -74,7 +75,7 @@ class EvalSettings:
     k: int = 1  # forced answers per point
     k_temperature: float = 0.0
     answer_tokens: int = 16
-    answer_stop: tuple[str, ...] | None = ("\n",)
+    answer_stop: tuple[str | StopRule, ...] | None = ("\n",)  # the prompt format's answer_stop
     episode_rules: EpisodeRules | None = None  # None: no episode curve
     max_episodes: int = 4
     maj_ks: tuple[int, ...] | None = None  # None: 1, 2, 4, ... up to n
@@ -116,6 +117,7 @@ class EvalSettings:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["episode_rules"] = None if self.episode_rules is None else dataclasses.asdict(self.episode_rules)
+        d["answer_stop"] = describe(self.answer_stop)  # rules by name: eval.json stays plain JSON
         return d
 
 

@@ -45,7 +45,7 @@ def mixed_share(sampler, out, answers, verify, boundaries, s, key, global_rows):
     term = sampler.fork(out, [Branch(row=b * G, position=p, text=s.forced_suffix, n=n_term)
                               for b, p in enumerate(cuts)],
                         max_new_tokens=s.meta_max_tokens, temperature=s.meta_temperature, top_p=None, seed=key,
-                        stop=["\n"], row_ids=ids(n_cont, n_term))
+                        stop=list(s.answer_stop), row_ids=ids(n_cont, n_term))
     prompt_ids, tokens, logprobs, texts, correct, truncated, lengths, terminated = [], [], [], [], [], [], [], []
     for b, p in enumerate(cuts):
         prefix = list(out.tokens[b * G][:p])

@@ -61,7 +61,7 @@ def estimate_j(sampler: Sampler, out: SampleOutput, branches: list[Branch], gold
     m = s.meta_samples
     row_ids = None if stream_ids is None else [i * m + k for i in stream_ids for k in range(m)]
     meta = sampler.fork(out, branches, max_new_tokens=s.meta_max_tokens, temperature=s.meta_temperature,
-                        top_p=None, seed=key, stop=["\n"], row_ids=row_ids)
+                        top_p=None, seed=key, stop=list(s.answer_stop), row_ids=row_ids)
     scores = np.asarray([verify(s.forced_suffix + t, golds[i // m]) for i, t in enumerate(meta.texts)], np.float32)
     spent = np.asarray(meta.lengths, np.int32).reshape(len(branches), m).sum(1)
     return scores.reshape(len(branches), m).mean(1), spent

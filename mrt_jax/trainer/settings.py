@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from mrt_jax.rewards.shaping import TRUNCATION_MODES
+from mrt_jax.sampling.stops import StopRule
 from mrt_jax.trainer.estimators import ESTIMATORS, uses_meta_prover
 
 
@@ -14,7 +15,9 @@ class RolloutSettings:
     0/1 correctness, treated for truncation (``truncation``: zero / mask / none), then shaped by a length penalty
     (``length_penalty`` coef; 0 = off) and DAPO overlong shaping (``overlong_buffer`` tokens before
     ``max_new_tokens``; 0 = off). ``dynamic_sampling``: drop groups whose rewards are all equal and refill the
-    batch from up to ``dynamic_rounds`` further prompt batches."""
+    batch from up to ``dynamic_rounds`` further prompt batches. The meta-prover's forced answers (after
+    ``forced_suffix``) end at ``answer_stop`` (stop strings or ``mrt_jax.sampling.stops`` rules; jobs pass their
+    prompt format's, ``PromptFormat.answer_stop``; the default is the plain format's) or after ``meta_max_tokens``."""
 
     estimator: str
     group_size: int
@@ -29,6 +32,7 @@ class RolloutSettings:
     meta_temperature: float = 0.6
     max_episodes: int = 4
     forced_suffix: str = ""
+    answer_stop: tuple[str | StopRule, ...] = ("\n",)
     length_penalty: float = 0.0
     overlong_buffer: int = 0
     overlong_factor: float = 1.0
@@ -46,6 +50,8 @@ class RolloutSettings:
         if not 0 <= self.overlong_buffer <= self.max_new_tokens:
             raise ValueError(f"overlong_buffer={self.overlong_buffer} must lie in [0, max_new_tokens="
                              f"{self.max_new_tokens}]")
+        if not isinstance(self.answer_stop, tuple):
+            raise ValueError(f"answer_stop must be a tuple of stop strings / rules, got {self.answer_stop!r}")
         if self.length_penalty < 0 or self.overlong_factor < 0 or self.dynamic_rounds < 1:
             raise ValueError("length_penalty and overlong_factor must be >= 0 and dynamic_rounds >= 1")
 
