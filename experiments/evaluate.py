@@ -8,7 +8,8 @@ Writes ``OUT/eval.json`` (schema: ``mrt_jax.evaluation.suite``), ``OUT/traces.js
 readable by ``experiments.analyze_traces``) and a report (``experiments.report.write_eval_report`` when present,
 else a minimal ``OUT/report.md``). ``--run_dir`` reads model, task, format and lengths from the run's config.json
 and restores the newest complete Orbax checkpoint read-only. ``--dataset``: a procedural task (``arithmetic:2``,
-``countdown:1``; the training job's held-out stream) or a benchmark file (``--dataset_format``, default math500:
+``countdown:1``; the training job's held-out stream; a run trained on a ``--dataset``: its held-out rows) or a
+benchmark file (``--dataset_format``, default math500:
 ``problem``/``answer`` fields, .jsonl/.json/.parquet).
 """
 
@@ -22,7 +23,14 @@ import sys
 import time
 
 from experiments.config import OneLineErrorParser, int_list_flag
-from experiments.eval_inputs import UserError, check_prompt_lengths, check_run_dir, load_problems, run_config
+from experiments.eval_inputs import (
+    UserError,
+    check_prompt_lengths,
+    check_run_dir,
+    load_problems,
+    run_config,
+    run_problems,
+)
 from experiments.eval_report import write_report_for
 
 log = logging.getLogger("evaluate")
@@ -155,9 +163,12 @@ def run(args) -> dict:
         stored, ckpt_dir, step = check_run_dir(args.run_dir)
         run_cfg = run_config(stored, os.path.join(args.run_dir, "config.json"))
         ckpt = (ckpt_dir, step)
-    dataset = args.dataset or (f"{run_cfg.task}:{run_cfg.difficulty}" if run_cfg else "arithmetic:1")
-    problems = load_problems(dataset, args.problems, seed=run_cfg.seed if run_cfg else args.seed,
-                             dataset_format=args.dataset_format, task=run_cfg.task if run_cfg else args.task)
+    if run_cfg is not None and run_cfg.dataset and not args.dataset:  # the run's own held-out problems
+        problems = run_problems(run_cfg, args.problems)
+    else:
+        dataset = args.dataset or (f"{run_cfg.task}:{run_cfg.difficulty}" if run_cfg else "arithmetic:1")
+        problems = load_problems(dataset, args.problems, seed=run_cfg.seed if run_cfg else args.seed,
+                                 dataset_format=args.dataset_format, task=run_cfg.task if run_cfg else args.task)
     out_dir = args.out or os.path.join(args.run_dir, f"eval_step{ckpt[1]}")
     max_tokens = _check_budgets(args, args.max_tokens or (run_cfg.max_new_tokens if run_cfg else 96))
 
