@@ -227,8 +227,8 @@ PRESETS: dict[str, dict] = {
     # SmolLM2-135M-Instruct (the registry's GGUF) on easy problems in MATH-500 layout (mrt_jax/data/files), its
     # chat template, math-verify rewards. Sized for a CPU: see README "MRT on your checkpoint and your data".
     "smollm2-math": dict(model="smollm2-135m", dataset="easy-math", steps=20, prompts_per_step=4, group_size=4,
-                         max_new_tokens=96, max_prompt_tokens=128, learning_rate=1e-6, sft_steps=0,
-                         meta_samples=2, meta_max_tokens=16, episode_rule="grid", episode_grid=32, max_episodes=3,
+                         max_new_tokens=64, max_prompt_tokens=96, learning_rate=1e-6, sft_steps=0, micro_batches=4,
+                         meta_samples=2, meta_max_tokens=16, episode_rule="grid", episode_grid=32, max_episodes=2,
                          eval_every=10, eval_problems=16, save_every=5),
     "smollm2": dict(model="smollm2-135m", task="arithmetic", steps=20, prompts_per_step=4, group_size=4,
                     max_new_tokens=128, learning_rate=1e-6, sft_steps=0, meta_max_tokens=24, episode_rule="grid",
