@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from experiments.job_setup import learner_config, make_mesh_for, prepare_run_dir, problem_source
+from experiments.job_setup import job_problems, learner_config, make_mesh_for, prepare_run_dir, problem_source
 from mrt_jax.errors import UserError
 
 log = logging.getLogger("mrt_math")
@@ -20,17 +20,10 @@ log = logging.getLogger("mrt_math")
 
 def run(cfg) -> dict:
     import jax
-    import numpy as np
-    from flax import nnx
 
-    from experiments.job_parts import build_job, finish_run, make_evaluate, make_learner, read_eval
+    from experiments.job_parts import build_job
     from experiments.setup_model import check_model_name
-    from mrt_jax.checkpointing import PreemptionGuard
-    from mrt_jax.data import PipelineConfig, prompt_iterator
-    from mrt_jax.distributed import allgather_rows, is_main_process, local_mesh_of, local_replica, process_share
-    from mrt_jax.metrics import MetricsLogger, StepTimer
-    from mrt_jax.sampling import Sampler
-    from mrt_jax.trainer import StepSource, collect, copy_into_sampler, load_into_sampler, run_steps
+    from mrt_jax.distributed import is_main_process
 
     t_start = time.time()
     if cfg.compile_only:
@@ -48,13 +41,35 @@ def run(cfg) -> dict:
         raise UserError(f"with {jax.process_count()} processes and {jax.device_count()} devices, --prompts_per_step="
                         f"{cfg.prompts_per_step} must be a multiple of the process count and prompts_per_step x "
                         f"group_size = {rows} a multiple of the device count")
-    problem_source(cfg, "eval", 1)  # a bad task or difficulty fails here, before minutes of warm start
+    if cfg.dataset:  # a missing file, wrong layout, unknown format or empty dataset fails before the run dir
+        job_problems(cfg)
+    else:
+        problem_source(cfg, "eval", 1)  # a bad task or difficulty fails here, before minutes of warm start
     check_model_name(cfg.model)  # likewise a model that cannot be loaded, before the run dir is written
     resume = prepare_run_dir(cfg, write=main_process)
     # The demo's SFT warm start trains on one device; with several processes every process runs it on its own
     # (deterministic: the same weights everywhere), and the learner takes the weights from the host below.
     local_build = jax.process_count() > 1 and cfg.model == "demo" and cfg.sft_steps > 0
     parts = build_job(cfg, None if local_build else mesh)
+    try:
+        return _train(cfg, parts, mesh, local_build, resume, t_start)
+    finally:
+        parts.close()  # the reward workers
+
+
+def _train(cfg, parts, mesh, local_build: bool, resume: bool, t_start: float) -> dict:
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    from experiments.job_parts import finish_run, make_evaluate, make_learner, read_eval
+    from mrt_jax.checkpointing import PreemptionGuard
+    from mrt_jax.distributed import allgather_rows, is_main_process, local_mesh_of, local_replica, process_share
+    from mrt_jax.metrics import MetricsLogger, StepTimer
+    from mrt_jax.sampling import Sampler
+    from mrt_jax.trainer import StepSource, collect, copy_into_sampler, load_into_sampler, run_steps
+
+    main_process = is_main_process()
     model = parts.model
     params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     if local_build:
@@ -71,8 +86,7 @@ def run(cfg) -> dict:
     # Every process reads the same global batches (the records are in memory) and samples its contiguous share:
     # the global row order, the random streams and the iterator state saved in checkpoints then do not depend on
     # the process count, so a run resumes under another process layout.
-    data = prompt_iterator(parts.train_records, PipelineConfig(batch_size=cfg.prompts_per_step, seed=cfg.seed,
-                                                               process_index=0, process_count=1))
+    data = parts.prompt_stream(cfg.prompts_per_step, cfg.seed)
     first, last = process_share(cfg.prompts_per_step, "prompts per step")
     start = 0
     if resume:
@@ -87,12 +101,13 @@ def run(cfg) -> dict:
             load_into_sampler(sampler, local_replica(state.params, sampler_mesh))
 
     def fetch(done: int):
-        prompts, golds = parts.prompts_of(next(data))
+        prompts, golds = parts.prompts_of(data.next_batch())
         ro = collect(sampler, parts.rollout_task, prompts[first:last], golds[first:last], parts.settings,
                      seed=cfg.seed, step=done + 1, first_prompt=first,
                      gather=allgather_rows if jax.process_count() > 1 else None,
-                     more=lambda: parts.prompts_of(next(data)))
-        return ro.batch, ro.metrics
+                     more=lambda: parts.prompts_of(data.next_batch()))
+        skipped = {"data_skipped_rows": float(data.take_skipped())} if cfg.dataset else {}
+        return ro.batch, {**ro.metrics, **skipped}
 
     # Every process evaluates all problems on its own replica (no collective inside, identical results);
     # process 0 writes them.

@@ -22,6 +22,9 @@ KL_ESTIMATORS = ("k1", "k2", "k3")
 TRUNCATION = ("zero", "mask", "none")
 PROMPT_FORMATS = ("auto", "plain", "r1", "chat", "chat_think")  # mrt_jax.data.formats; auto: experiments.setup_model
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}  # -> the recorded name
+REWARDS = ("auto", "math", "task")
+ON_BAD_ROW = ("raise", "skip")  # = mrt_jax.data.training_data.ON_BAD_ROW
+DATASET_FORMATS = ("math500", "aime24", "aime25", "amc23", "gsm8k", "minerva", "numina")  # = mrt_jax.data.SPECS
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,10 +38,19 @@ class ExperimentConfig:
     seed: int = 0
     run_dir: str = "runs/mrt_math"
     resume: bool = True
-    # Task.
+    # Problems: a procedural task (the default), or the user's data (--dataset; then --task does not apply).
     task: str = "arithmetic"
     difficulty: int = 1
     prompt_format: str = "auto"  # auto: plain for from-scratch models, the checkpoint's chat template if it has one
+    dataset: str = ""  # a .jsonl/.json/.parquet file, a TFDS dataset folder[@SPLIT] or a bundled name
+    eval_dataset: str = ""  # default: the last --eval_problems rows of --dataset, held out of training
+    dataset_format: str = "math500"  # the published layout of a data file (mrt_jax.data.SPECS)
+    on_bad_row: str = "raise"  # or "skip": bad rows and over-long prompts are skipped and counted
+    max_prompt_tokens: int = 0  # prompt budget; 0: a procedural task's longest prompt, a dataset's 512
+    # Rewards: auto = the task's exact verifier for a procedural task, math-verify for a dataset.
+    reward: str = "auto"
+    reward_timeout: float = 5.0  # seconds per math-verify check (past it: scored 0, counted as a timeout)
+    reward_workers: int = 2  # math-verify worker processes (0: in this process, SIGALRM limit)
     # Rollouts.
     prompts_per_step: int = 8
     group_size: int = 4
@@ -108,7 +120,8 @@ class ExperimentConfig:
     def __post_init__(self):
         choices = {"algo": ALGOS, "mrt_form": MRT_FORMS, "episode_rule": EPISODE_RULES,
                    "loss_aggregation": LOSS_AGGREGATIONS, "kl_estimator": KL_ESTIMATORS, "truncation": TRUNCATION,
-                   "prompt_format": PROMPT_FORMATS, "param_dtype": tuple(DTYPES), "compute_dtype": tuple(DTYPES)}
+                   "prompt_format": PROMPT_FORMATS, "param_dtype": tuple(DTYPES), "compute_dtype": tuple(DTYPES),
+                   "reward": REWARDS, "on_bad_row": ON_BAD_ROW, "dataset_format": DATASET_FORMATS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name}={getattr(self, name)!r} is not allowed; choose one of {', '.join(allowed)}")
@@ -130,6 +143,12 @@ class ExperimentConfig:
         for name in ("temperature", "meta_temperature", "learning_rate", "sft_learning_rate", "eval_temperature"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.reward == "task" and self.dataset:
+            raise ValueError("--reward=task scores with a procedural task's verifier; a --dataset is scored by "
+                             "math-verify (--reward=auto or math)")
+        if self.max_prompt_tokens < 0 or self.reward_workers < 0 or not self.reward_timeout > 0:
+            raise ValueError(f"--max_prompt_tokens ({self.max_prompt_tokens}) and --reward_workers "
+                             f"({self.reward_workers}) must be >= 0, --reward_timeout ({self.reward_timeout}) > 0")
         if self.dual_clip and not self.dual_clip > 1:
             raise ValueError(f"--dual_clip must be 0 (off) or > 1 (e.g. 3.0), got {self.dual_clip}")
         if self.length_penalty < 0 or self.overlong_factor < 0:
@@ -220,6 +239,12 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(model="tiny", steps=3, prompts_per_step=2, group_size=2, max_new_tokens=12, meta_samples=2,
                  meta_max_tokens=4, sft_steps=0, eval_every=2, eval_problems=4, save_every=1, episode_rule="grid",
                  episode_grid=4, max_episodes=2),
+    # SmolLM2-135M-Instruct (the registry's GGUF) on easy problems in MATH-500 layout (mrt_jax/data/files), its
+    # chat template, math-verify rewards. Sized for a CPU: see README "MRT on your checkpoint and your data".
+    "smollm2-math": dict(model="smollm2-135m", dataset="easy-math", steps=20, prompts_per_step=4, group_size=4,
+                         max_new_tokens=64, max_prompt_tokens=96, learning_rate=1e-6, sft_steps=0, micro_batches=4,
+                         meta_samples=2, meta_max_tokens=16, episode_rule="grid", episode_grid=32, max_episodes=2,
+                         eval_every=10, eval_problems=16, save_every=5),
     "smollm2": dict(model="smollm2-135m", task="arithmetic", steps=20, prompts_per_step=4, group_size=4,
                     max_new_tokens=128, learning_rate=1e-6, sft_steps=0, meta_max_tokens=24, episode_rule="grid",
                     episode_grid=32),

@@ -183,6 +183,7 @@ def run_learner(cfg, wait_timeout: float) -> dict:
                                                logger=logger, ckpt=ckpt, guard=guard)
     finally:
         publisher.close()
+        parts.close()  # the reward workers (an earlier failure: their finalizer stops them at exit)
         ckpt.wait()
         ckpt.close()
         mark_done(layout, step, cfg.steps)  # also on failure: samplers stop instead of waiting for a timeout

@@ -79,7 +79,6 @@ def _run_sampler(cfg, wait_timeout: float, guard) -> dict:
 
     from experiments.job_parts import build_job
     from experiments.job_setup import make_mesh_for
-    from mrt_jax.data import PipelineConfig, prompt_iterator
     from mrt_jax.sampling import Sampler
     from mrt_jax.trainer import collect, load_into_sampler, sampler_param_target
     from mrt_jax.weight_sync import WeightSubscriber
@@ -93,9 +92,7 @@ def _run_sampler(cfg, wait_timeout: float, guard) -> dict:
         return {"batches_written": 0, "loaded_steps": []}
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                           sampler_param_target(sampler))
-    data = prompt_iterator(parts.train_records, PipelineConfig(
-        batch_size=cfg.prompts_per_step, seed=cfg.seed, process_index=cfg.sampler_id,
-        process_count=cfg.num_samplers))
+    data = parts.prompt_stream(cfg.prompts_per_step, cfg.seed, cfg.sampler_id, cfg.num_samplers)
     state_path = layout.sampler_state(cfg.sampler_id)
     saved = read_json(state_path) if cfg.resume else None
     written, loaded_steps = 0, []
@@ -131,11 +128,13 @@ def _run_sampler(cfg, wait_timeout: float, guard) -> dict:
             continue
         written += 1
         t0 = time.perf_counter()
-        prompts, answers = parts.prompts_of(next(data))
+        prompts, answers = parts.prompts_of(data.next_batch())
         # The same rollout as the colocated job's step ``written`` (the streams fold in this sampler's id).
         ro = collect(sampler, parts.rollout_task, prompts, answers, parts.settings, seed=cfg.seed, step=written,
-                     sampler_id=cfg.sampler_id, more=lambda: parts.prompts_of(next(data)))
+                     sampler_id=cfg.sampler_id, more=lambda: parts.prompts_of(data.next_batch()))
         metrics = {**ro.metrics, "time/sample": time.perf_counter() - t0}
+        if cfg.dataset:
+            metrics["data_skipped_rows"] = float(data.take_skipped())
         rq.write_batch(layout.rollouts, ro.batch, rq.BatchInfo(
             name=rq.batch_name(cfg.sampler_id, written), sampled_step=sub.step, sampler_id=cfg.sampler_id,
             batch_index=written, seed=cfg.seed, metrics=metrics))
@@ -144,6 +143,7 @@ def _run_sampler(cfg, wait_timeout: float, guard) -> dict:
         write_json_atomic(state_path, {"data": data.get_state(), "batches_written": written,
                                        "loaded_steps": loaded_steps})
     sub.close()
+    parts.close()  # the reward workers (an earlier failure: their finalizer stops them at exit)
     why = "stop requested" if guard.requested_locally else "learner done"
     log.info("sampler %d: %s; wrote %d batches, loaded weight steps %s", cfg.sampler_id, why, written, loaded_steps)
     return {"batches_written": written, "loaded_steps": loaded_steps}

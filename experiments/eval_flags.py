@@ -15,13 +15,17 @@ def _sampled(temperature: float | None, count: int) -> bool:
     return (temperature if temperature is not None else (0.0 if count == 1 else 0.6)) > 0
 
 
-def inert_eval_flags(args: argparse.Namespace, defaults: dict, dataset: str) -> list[tuple[str, str]]:
-    """(flag, why) for each flag given away from its default that the evaluation of ``dataset`` would not read."""
+def inert_eval_flags(args: argparse.Namespace, defaults: dict, dataset: str, *,
+                     run_data: bool = False) -> list[tuple[str, str]]:
+    """(flag, why) for each flag given away from its default that the evaluation of ``dataset`` would not read.
+    ``run_data``: the problems are the held-out rows of a run's own ``--dataset``, read as the run recorded."""
     from_file = looks_like_file(dataset)
     tokenizer_from_task = args.run_dir is None and (args.model in FROM_SCRATCH or
                                                     (args.model or "").startswith(ARCH_PREFIX))
     rules = {
-        "dataset_format": (not from_file, "it picks the reader of a data file, and --dataset is a procedural task"),
+        "dataset_format": (not from_file or run_data,
+                           "it picks the reader of a data file given by --dataset (a procedural task has none; a "
+                           "run's own data is read in the format its config.json records)"),
         "task": (not (from_file and tokenizer_from_task),
                  "it picks the tokenizer of a from-scratch --model for a data file (a run or a procedural dataset "
                  "brings its own)"),

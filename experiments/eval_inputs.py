@@ -179,6 +179,15 @@ def _from_file(path: str, count: int, dataset_format: str, task: str) -> Problem
 def looks_like_file(dataset: str) -> bool:
     """A data file path rather than a procedural task spec (``arithmetic:2``)."""
     return os.sep in dataset or dataset.endswith((".jsonl", ".json", ".parquet")) or os.path.exists(dataset)
+def run_problems(run_cfg, count: int) -> Problems:
+    """The held-out problems of a training run on ``--dataset`` (``experiments.job_setup.job_problems``: its
+    ``--eval_dataset``, else the rows it held out of training), scored by math-verify."""
+    from experiments.job_setup import job_problems
+
+    records = job_problems(run_cfg).eval_records[:count]
+    source = run_cfg.eval_dataset or f"{run_cfg.dataset} (held-out rows)"
+    return Problems([r["where"] for r in records], [r["question"] for r in records], [r["answer"] for r in records],
+                    _math_verify, source, run_cfg.task)
 
 
 def load_problems(dataset: str, count: int, *, seed: int, dataset_format: str, task: str) -> Problems:

@@ -8,7 +8,8 @@ Writes ``OUT/eval.json`` (schema: ``mrt_jax.evaluation.suite``), ``OUT/traces.js
 readable by ``experiments.analyze_traces``) and a report (``experiments.report.write_eval_report`` when present,
 else a minimal ``OUT/report.md``). ``--run_dir`` reads model, task, format and lengths from the run's config.json
 and restores the newest complete Orbax checkpoint read-only. ``--dataset``: a procedural task (``arithmetic:2``,
-``countdown:1``; the training job's held-out stream) or a benchmark file (``--dataset_format``, default math500:
+``countdown:1``; the training job's held-out stream; a run trained on a ``--dataset``: its held-out rows) or a
+benchmark file (``--dataset_format``, default math500:
 ``problem``/``answer`` fields, .jsonl/.json/.parquet).
 """
 
@@ -23,7 +24,14 @@ import time
 
 from experiments.config import OneLineErrorParser, int_list_flag
 from experiments.eval_flags import inert_eval_flags
-from experiments.eval_inputs import UserError, check_prompt_lengths, check_run_dir, load_problems, run_config
+from experiments.eval_inputs import (
+    UserError,
+    check_prompt_lengths,
+    check_run_dir,
+    load_problems,
+    run_config,
+    run_problems,
+)
 from experiments.eval_report import write_report_for
 from mrt_jax import run_files
 
@@ -162,12 +170,17 @@ def run(args) -> dict:
         stored, ckpt_dir, step = check_run_dir(args.run_dir)
         run_cfg = run_config(stored, run_files.join(args.run_dir, "config.json"))
         ckpt = (ckpt_dir, step)
-    dataset = args.dataset or (f"{run_cfg.task}:{run_cfg.difficulty}" if run_cfg else "arithmetic:1")
-    inert = inert_eval_flags(args, vars(_parser().parse_args(["--model=x"])), dataset)
+    run_data = run_cfg is not None and bool(run_cfg.dataset) and not args.dataset  # the run's own held-out rows
+    dataset = args.dataset or (run_cfg.dataset if run_data else
+                               f"{run_cfg.task}:{run_cfg.difficulty}" if run_cfg else "arithmetic:1")
+    inert = inert_eval_flags(args, vars(_parser().parse_args(["--model=x"])), dataset, run_data=run_data)
     if inert:
         raise UserError("; ".join(f"--{name} does nothing here: {why}" for name, why in inert))
-    problems = load_problems(dataset, args.problems, seed=run_cfg.seed if run_cfg else args.seed,
-                             dataset_format=args.dataset_format, task=run_cfg.task if run_cfg else args.task)
+    if run_data:
+        problems = run_problems(run_cfg, args.problems)
+    else:
+        problems = load_problems(dataset, args.problems, seed=run_cfg.seed if run_cfg else args.seed,
+                                 dataset_format=args.dataset_format, task=run_cfg.task if run_cfg else args.task)
     out_dir = args.out or run_files.join(args.run_dir, f"eval_step{ckpt[1]}")
     max_tokens = _check_budgets(args, args.max_tokens or (run_cfg.max_new_tokens if run_cfg else 96))
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from experiments.job_setup import reward_kind
+
 _MRT_FAMILY = ("mrt", "mrt_star")
 
 
@@ -47,6 +49,16 @@ INERT: dict[str, tuple[Callable, str]] = {
     "sft_batch_size": (_no_sft, "only the warm start of --model=demo with --sft_steps > 0 uses it"),
     "sft_traces": (_no_sft, "only the warm start of --model=demo with --sft_steps > 0 uses it"),
     "sft_seed": (_no_sft, "only the warm start of --model=demo with --sft_steps > 0 uses it"),
+    "task": (lambda c: bool(c.dataset), "the problems come from --dataset (from-scratch models keep the default "
+                                          "task's tokenizer)"),
+    "difficulty": (lambda c: bool(c.dataset), "the problems come from --dataset"),
+    "eval_dataset": (lambda c: not c.dataset, "it replaces the held-out part of --dataset"),
+    "dataset_format": (lambda c: not c.dataset, "it is the layout of a --dataset file"),
+    "on_bad_row": (lambda c: not c.dataset, "procedural tasks have no bad rows"),
+    "reward_timeout": (lambda c: reward_kind(c) != "math", "only math-verify rewards (--dataset or --reward=math) "
+                                                          "run in the time-limited pool"),
+    "reward_workers": (lambda c: reward_kind(c) != "math", "only math-verify rewards (--dataset or --reward=math) "
+                                                          "run in the time-limited pool"),
     "role": (lambda c: c.sync != "disaggregated", "it belongs to --sync=disaggregated"),
     "max_staleness": (lambda c: c.sync != "disaggregated", "it belongs to --sync=disaggregated"),
     "sampler_id": (lambda c: c.sync != "disaggregated", "it belongs to --sync=disaggregated"),

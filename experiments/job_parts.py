@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from experiments.job_setup import problem_source
+from experiments.job_setup import job_problems, prompt_budget, reward_kind
 from mrt_jax import run_files
 from mrt_jax.errors import UserError
 from mrt_jax.trainer import RolloutSettings, Task, estimator_name
@@ -26,25 +26,51 @@ class JobParts:
     tokenizer: Any
     fmt: Any
     info: dict
-    task: Any
-    train_records: list[dict]
+    task: Any  # the procedural task, or None for a --dataset
+    problems: Any  # experiments.job_setup.JobProblems
     eval_records: list[dict]
-    max_prompt: int  # prompt budget in tokens: every prompt of the job fits
+    max_prompt: int  # prompt budget in tokens (a longer training prompt is refused or skipped: --on_bad_row)
     cache_len: int  # the sampler's KV cache length
     settings: RolloutSettings
     boundaries: Callable[[list[int]], list[int]]
-
-    @property
-    def verify(self) -> Callable[[str, str], float]:
-        return self.task.verify
+    scorer: Any  # mrt_jax.rewards.Scorer: rollouts, forced answers and held-out evaluation; close() at the end
+    on_bad_row: str = "raise"
 
     @property
     def rollout_task(self) -> Task:
-        return Task(tokenizer=self.tokenizer, verify=self.task.verify, boundaries=self.boundaries)
+        return Task(tokenizer=self.tokenizer, scorer=self.scorer, boundaries=self.boundaries)
 
     def prompts_of(self, batch_records: dict) -> tuple[list[str], list[str]]:
-        """A data-pipeline batch -> (prompt texts, gold answers)."""
+        """A batch of records -> (prompt texts, gold answers)."""
         return [self.fmt.build_prompt(q) for q in batch_records["question"]], list(batch_records["answer"])
+
+    def too_long(self, record: dict) -> str | None:
+        """Why ``record``'s prompt cannot be trained on (over the budget), or None."""
+        n = len(self.tokenizer.encode(self.fmt.build_prompt(record["question"])))
+        return None if n <= self.max_prompt else f"prompt of {n} tokens exceeds --max_prompt_tokens={self.max_prompt}"
+
+    def prompt_stream(self, batch_size: int, seed: int, process_index: int = 0, process_count: int = 1):
+        """The training prompts as a resumable stream (``mrt_jax.data.training_data.PromptStream``). A procedural
+        task's budget is its longest prompt, so only a dataset's prompts are checked against it."""
+        from mrt_jax.data.training_data import PromptStream
+
+        return PromptStream(self.problems.train, batch_size=batch_size, seed=seed, process_index=process_index,
+                            process_count=process_count, transform=self.problems.transform,
+                            fits=None if self.task is not None else self.too_long, on_bad_row=self.on_bad_row)
+
+    def close(self) -> None:
+        """Stop the scorer's worker processes."""
+        self.scorer.close()
+
+
+def make_scorer(cfg, task):
+    """math-verify in a time-limited worker pool (``--reward`` math, a dataset's default), or the procedural
+    task's exact verifier."""
+    from mrt_jax.rewards import ExactScorer, MathScorer
+
+    if reward_kind(cfg) == "math":
+        return MathScorer(num_workers=cfg.reward_workers, timeout_s=cfg.reward_timeout)
+    return ExactScorer(task.verify)
 
 
 def rollout_settings(cfg, max_prompt: int, fmt) -> RolloutSettings:
@@ -71,15 +97,37 @@ def build_job(cfg, mesh) -> JobParts:
         model, tokenizer, fmt, info = build(cfg, mesh)
     except FileNotFoundError as e:
         raise UserError(str(e)) from e
-    task, train_records = problem_source(cfg, "train", 4096)
-    _, eval_records = problem_source(cfg, "eval", cfg.eval_problems)
-    longest = max(len(tokenizer.encode(fmt.build_prompt(r["question"]))) for r in train_records + eval_records)
-    max_prompt = -(-longest // 32) * 32  # every prompt the job will see fits; rounded for stable shapes
+    problems = job_problems(cfg)
+    prompt_len = lambda q: len(tokenizer.encode(fmt.build_prompt(q)))  # noqa: E731
+    measured = problems.eval_records + (problems.train if problems.task is not None else [])
+    max_prompt = prompt_budget(cfg, prompt_len, measured)
     cache_len = max_prompt + cfg.max_new_tokens + 64 + answer_budget(cfg, fmt)
-    return JobParts(model=model, tokenizer=tokenizer, fmt=fmt, info=info, task=task, train_records=train_records,
-                    eval_records=eval_records, max_prompt=max_prompt, cache_len=cache_len,
-                    settings=rollout_settings(cfg, max_prompt, fmt),
-                    boundaries=make_boundaries(cfg, tokenizer, fmt))
+    parts = JobParts(model=model, tokenizer=tokenizer, fmt=fmt, info=info, task=problems.task, problems=problems,
+                     eval_records=problems.eval_records, max_prompt=max_prompt, cache_len=cache_len,
+                     settings=rollout_settings(cfg, max_prompt, fmt),
+                     boundaries=make_boundaries(cfg, tokenizer, fmt), scorer=make_scorer(cfg, problems.task),
+                     on_bad_row=cfg.on_bad_row)
+    parts.eval_records = fitting_eval_records(parts)
+    return parts
+
+
+def fitting_eval_records(parts: JobParts) -> list[dict]:
+    """The held-out records whose prompts fit the budget: one that does not is an error naming it, or with
+    ``--on_bad_row=skip`` left out (logged)."""
+    kept = []
+    for r in parts.eval_records:
+        why = parts.too_long(r)
+        if why is None:
+            kept.append(r)
+        elif parts.on_bad_row == "raise":
+            raise UserError(f"held-out problem {r.get('where', r.get('uid', '?'))}: {why} (--on_bad_row=skip "
+                            "leaves it out)")
+        else:
+            log.warning("held-out problem %s left out: %s", r.get("where", "?"), why)
+    if not kept:
+        raise UserError(f"no held-out problem fits the prompt budget of {parts.max_prompt} tokens; raise "
+                        "--max_prompt_tokens")
+    return kept
 
 
 def make_learner(cfg, model_cfg, mesh, params) -> tuple[Any, Callable, Any]:
@@ -122,7 +170,7 @@ def make_boundaries(cfg, tokenizer, fmt) -> Callable[[list[int]], list[int]]:
     return boundaries
 
 
-def held_out_eval(cfg, sampler, tokenizer, fmt, eval_records, verify, step: int) -> dict:
+def held_out_eval(cfg, sampler, tokenizer, fmt, eval_records, scorer, step: int) -> dict:
     """Budgeted accuracy on the held-out problems with the sampler's current weights: ``eval_samples`` traces per
     problem at ``eval_temperature`` (0: greedy), forced answers at 6 budgets (``mrt_jax.evaluation``) as the
     prompt format ends them, as long as the meta-prover's. Draws from the ``eval`` stream at ``step``."""
@@ -131,7 +179,7 @@ def held_out_eval(cfg, sampler, tokenizer, fmt, eval_records, verify, step: int)
     from mrt_jax.random_streams import stream_key
 
     prompts = [tokenizer.encode(fmt.build_prompt(r["question"])) for r in eval_records]
-    res = evaluate_budgeted(sampler, prompts, [r["answer"] for r in eval_records], verify,
+    res = evaluate_budgeted(sampler, prompts, [r["answer"] for r in eval_records], scorer,
                             forced_suffix=fmt.forced_termination_suffix, max_new_tokens=cfg.max_new_tokens,
                             budgets=budget_grid(cfg.max_new_tokens, 6), n=cfg.eval_samples,
                             temperature=cfg.eval_temperature, answer_tokens=answer_budget(cfg, fmt),
@@ -144,7 +192,7 @@ def make_evaluate(cfg, sampler, parts: JobParts, *, write: bool = True) -> Calla
     stores it as ``run_dir/eval_<tag>.json``."""
 
     def evaluate(tag: str, step: int) -> dict:
-        out = held_out_eval(cfg, sampler, parts.tokenizer, parts.fmt, parts.eval_records, parts.verify, step)
+        out = held_out_eval(cfg, sampler, parts.tokenizer, parts.fmt, parts.eval_records, parts.scorer, step)
         if not write:
             return out
         run_files.write_json(run_files.run_path(cfg.run_dir, f"eval_{tag}.json"), out, indent=1)

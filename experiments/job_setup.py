@@ -6,6 +6,11 @@ entry points, so there is no import cycle between them.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
 from mrt_jax import run_files
 from mrt_jax.errors import UserError
 
@@ -62,6 +67,67 @@ def prepare_run_dir(cfg, *, write: bool = True) -> bool:
     if write:
         run_files.write_json(path, cfg.to_dict(), indent=1, sort_keys=True)
     return has_ckpt and cfg.resume
+
+
+DATASET_PROMPT_BUDGET = 512  # tokens, when --dataset is given without --max_prompt_tokens
+
+
+@dataclasses.dataclass
+class JobProblems:
+    """The job's problems: a random-access training source (records, or raw rows with ``transform``), the
+    held-out records, and the procedural task (None for a dataset)."""
+
+    train: Any
+    transform: Callable[[Any], dict] | None
+    eval_records: list[dict]
+    task: Any = None
+
+
+@functools.lru_cache(maxsize=4)
+def open_dataset(spec: str, flag: str, dataset_format: str, on_bad_row: str):
+    """A ``--dataset`` / ``--eval_dataset`` (cached: the job checks it before writing the run dir, then uses it)."""
+    from mrt_jax.data.benchmarks import DataError
+    from mrt_jax.data.training_data import Dataset
+
+    try:
+        return Dataset(spec, flag=flag, dataset_format=dataset_format, on_bad_row=on_bad_row)
+    except (DataError, OSError) as e:
+        raise UserError(str(e)) from None
+
+
+def job_problems(cfg) -> JobProblems:
+    """Training and held-out problems of ``cfg``: a procedural task's streams, or ``--dataset`` (its last
+    ``eval_problems`` rows held out unless ``--eval_dataset`` is given). UserError (one line) for a missing file,
+    a wrong layout, an unknown format or a dataset that yields nothing."""
+    if not cfg.dataset:
+        task, train = problem_source(cfg, "train", 4096)
+        return JobProblems(train, None, problem_source(cfg, "eval", cfg.eval_problems)[1], task)
+    data = open_dataset(cfg.dataset, "--dataset", cfg.dataset_format, cfg.on_bad_row)
+    if cfg.eval_dataset:
+        held = open_dataset(cfg.eval_dataset, "--eval_dataset", cfg.dataset_format, cfg.on_bad_row)
+        return JobProblems(data.source, data.transform, held.head(cfg.eval_problems))
+    try:
+        train, eval_records = data.split_off(cfg.eval_problems)
+    except ValueError as e:  # DataError
+        raise UserError(str(e)) from None
+    return JobProblems(train, data.transform, eval_records)
+
+
+def reward_kind(cfg) -> str:
+    """``math`` (math-verify in a time-limited worker pool) or ``task`` (the procedural task's verifier):
+    ``--reward``, where ``auto`` means math for a ``--dataset`` and the task's verifier otherwise."""
+    return ("math" if cfg.dataset else "task") if cfg.reward == "auto" else cfg.reward
+
+
+def prompt_budget(cfg, prompt_len: Callable[[str], int], records: list[dict]) -> int:
+    """The job's prompt budget in tokens: ``--max_prompt_tokens``; else for a dataset ``DATASET_PROMPT_BUDGET``
+    (measuring a large file would take long); else the longest prompt of ``records`` (a procedural task's),
+    rounded up to 32 for stable shapes."""
+    if cfg.max_prompt_tokens:
+        return cfg.max_prompt_tokens
+    if cfg.dataset:
+        return DATASET_PROMPT_BUDGET
+    return -(-max(prompt_len(r["question"]) for r in records) // 32) * 32
 
 
 def problem_source(cfg, split: str, count: int):

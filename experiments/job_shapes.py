@@ -59,6 +59,7 @@ def _tokenizer_and_format(cfg):
 
 def job_shapes(cfg) -> JobShapes:
     from experiments.job_setup import problem_source as _problem_source
+    from experiments.job_setup import prompt_budget
     from experiments.setup_model import FROM_SCRATCH, answer_budget, architecture_name, numerics
     from mrt_jax.models import PRESETS
 
@@ -66,10 +67,9 @@ def job_shapes(cfg) -> JobShapes:
     model_cfg = PRESETS[architecture_name(cfg.model)].replace(**numerics(cfg))
     if cfg.model in FROM_SCRATCH:
         model_cfg = model_cfg.replace(vocab_size=tokenizer.vocab_size)
-    _, train = _problem_source(cfg, "train", 4096)
-    _, held_out = _problem_source(cfg, "eval", cfg.eval_problems)
-    longest = max(len(tokenizer.encode(fmt.build_prompt(r["question"]))) for r in train + held_out)
-    max_prompt = -(-longest // 32) * 32
+    records = [] if cfg.dataset or cfg.max_prompt_tokens else (
+        _problem_source(cfg, "train", 4096)[1] + _problem_source(cfg, "eval", cfg.eval_problems)[1])
+    max_prompt = prompt_budget(cfg, lambda q: len(tokenizer.encode(fmt.build_prompt(q))), records)
     eos = tuple(getattr(tokenizer, "eos_ids", ()) or ())
     pad = getattr(tokenizer, "pad_id", None)
     keys = ("tokens", "loss_mask", "old_logp", "advantages", "attn_mask") + (("ref_logp",) if cfg.kl_coef > 0 else ())

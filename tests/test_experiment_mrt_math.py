@@ -88,6 +88,44 @@ def uninterrupted(tmp_path_factory):
     return run_dir
 
 
+def write_problems(path, golds=None):
+    """A MATH-500-layout file of 16 one-operation problems (``golds``: replace the gold answers)."""
+    rows = [{"problem": f"What is ${a} + {b}$?", "solution": f"$\\boxed{{{a + b}}}$", "answer": str(a + b),
+             "unique_id": f"test/easy/{a}_{b}.json"} for a in range(1, 5) for b in range(1, 5)]
+    for row, gold in zip(rows, golds or []):
+        row["answer"] = gold
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+# The tiny job on a data file: math-verify rewards in a worker pool, the held-out rows at the file's end. Its
+# prompts fit the procedural task's budget (32 tokens), so its programs are the ones the other tiny runs compile.
+ON_FILE = ["--max_prompt_tokens=32", "--reward_workers=1"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_on_file(tmp_path_factory):
+    root = tmp_path_factory.mktemp("file_jobs")
+    data = write_problems(root / "easy.jsonl")
+    run_dir = root / "full"
+    code, out = _finish(_job(run_dir, f"--dataset={data}", *ON_FILE))
+    assert code == 0, out[-3000:]
+    return run_dir, [f"--dataset={data}", *ON_FILE]
+
+
+def test_training_on_a_file_scores_with_math_verify_and_counts_what_it_could_not_score(uninterrupted_on_file):
+    run_dir, _ = uninterrupted_on_file
+    assert _steps(run_dir) == [1, 2, 3, 4]
+    rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    for row in rows:
+        assert row["reward_timeouts"] == 0 and row["reward_errors"] == 0 and row["invalid_gold_frac"] == 0
+        assert 0 <= row["no_answer_frac"] <= 1 and row["data_skipped_rows"] == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["dataset"].endswith("easy.jsonl") and config["max_prompt_tokens"] == 32
+    assert len(json.loads((run_dir / "eval_before.json").read_text())["pass_at_budget"]) == 6
+
+
 def test_tiny_run_writes_the_run_dir(uninterrupted):
     for name in ("config.json", "metrics.jsonl", "report.md", "result.json", "eval_before.json", "tb"):
         assert os.path.exists(uninterrupted / name), name
@@ -104,10 +142,17 @@ def test_same_seed_same_parameters(uninterrupted, tmp_path):
     assert _final_params(tmp_path / "again") == _final_params(uninterrupted)
 
 
-@pytest.mark.parametrize("where", ["local", "bucket"])
-def test_sigkill_then_resume_is_bit_identical(uninterrupted, tmp_path, where, request):
-    """Also with the run dir on an object store (gs:// on the fake GCS: no rename, no append, no directories):
-    everything lands there, nothing in a local ``gs:`` folder, and the resume finds the newest checkpoint."""
+@pytest.mark.parametrize("case", ["task-local", "file-bucket"])
+def test_sigkill_then_resume_is_bit_identical(case, tmp_path, request):
+    """A procedural task in a local run dir; a data file (its prompt stream's position and skip count are in the
+    checkpoint) with the run dir on an object store (gs:// on the fake GCS: no rename, no append, no directories):
+    everything lands there, nothing in a local ``gs:`` folder, the resume finds the newest checkpoint, and the
+    evaluator restores it and scores the run's held-out rows."""
+    problems, where = case.split("-")
+    if problems == "task":
+        uninterrupted, flags = request.getfixturevalue("uninterrupted"), []
+    else:
+        uninterrupted, flags = request.getfixturevalue("uninterrupted_on_file")
     gcs = request.getfixturevalue("gcs") if where == "bucket" else None
     run_dir = f"gs://{fake_gcs.BUCKET}/{tmp_path.name}/killed" if gcs else tmp_path / "killed"
     cwd = tmp_path / "cwd"
@@ -115,7 +160,7 @@ def test_sigkill_then_resume_is_bit_identical(uninterrupted, tmp_path, where, re
     opts = dict(gcs=gcs, cwd=str(cwd) if gcs else ROOT, cache=tmp_path / "cache")
     # Evaluating every step leaves the parameters alone (eval_every may change on resume) and makes the remaining
     # steps take seconds, so on a fast idle machine the job is still running when the kill comes.
-    proc = _job(run_dir, "--eval_every=1", **opts)
+    proc = _job(run_dir, "--eval_every=1", *flags, **opts)
     deadline = time.time() + 900
     while time.time() < deadline and proc.poll() is None:
         if _committed(run_dir, 1, gcs):  # a complete checkpoint, mid-run
@@ -125,7 +170,7 @@ def test_sigkill_then_resume_is_bit_identical(uninterrupted, tmp_path, where, re
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert len(_steps(run_dir, gcs)) < 4, "killed after the last step: nothing left to resume"
-    code, out = _finish(_job(run_dir, **opts))
+    code, out = _finish(_job(run_dir, *flags, **opts))
     assert code == 0, out[-3000:]
     assert "resumed from step" in out
     assert _final_params(run_dir, gcs) == _final_params(uninterrupted)

@@ -80,6 +80,9 @@ def _inert_case(name):
         "max_staleness": ([], "0"), "sampler_id": (["--num_samplers=2"], "1"), "num_samplers": ([], "2"),
         "dual_clip": (["--algo=mrt_star"], "3.0"), "length_penalty": (["--algo=mrt_star"], "0.1"),
         "overlong_buffer": (["--algo=mrt_star"], "8"), "top_p": (["--temperature=0"], "0.9"),
+        "task": (["--dataset=easy-math"], "linear"), "difficulty": (["--dataset=easy-math"], "2"),
+        "eval_dataset": ([], "x.jsonl"), "dataset_format": ([], "gsm8k"), "on_bad_row": ([], "skip"),
+        "reward_timeout": ([], "1.0"), "reward_workers": (["--reward=task"], "4"),
     }
     return cases[name]
 

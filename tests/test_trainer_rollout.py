@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from mrt_jax.rewards import ExactScorer
 from mrt_jax.sampling import Sampler
 from mrt_jax.sampling.toy import ToyTokenizer
 from mrt_jax.trainer import RolloutSettings, Task, collect
@@ -23,7 +24,7 @@ def sampler():
 
 
 def task(sampler):
-    return Task(tokenizer=sampler.tokenizer, verify=lambda text, gold: float(gold in text),
+    return Task(tokenizer=sampler.tokenizer, scorer=ExactScorer(lambda text, gold: float(gold in text)),
                 boundaries=lambda toks: list(range(4, len(toks), 4)))
 
 

@@ -166,9 +166,10 @@ def find_files(manual_dir: str, spec: BenchmarkSpec) -> dict[str, list[str]]:
     return splits
 
 
-def read_benchmark(paths: list[str], spec: BenchmarkSpec, *, on_bad_row: str = "raise"
+def read_benchmark(paths: list[str], spec: BenchmarkSpec, *, on_bad_row: str = "raise", where: bool = False
                    ) -> tuple[list[dict[str, str]], dict[str, Any]]:
-    """All records of ``paths`` and a report ``{rows, kept, skipped, skipped_rows (first 50)}``."""
+    """All records of ``paths`` and a report ``{rows, kept, skipped, skipped_rows (first 50)}``. ``where``: each
+    record also names its ``file:row`` (the training job's errors point there)."""
     if on_bad_row not in ("raise", "skip"):
         raise ValueError(f"on_bad_row={on_bad_row!r}; allowed: 'raise', 'skip'")
     records, skipped = [], []
@@ -178,7 +179,8 @@ def read_benchmark(paths: list[str], spec: BenchmarkSpec, *, on_bad_row: str = "
         for n, row in read_rows(path):
             rows += 1
             try:
-                records.append(parse_row(row, spec, f"{path}:{n}"))
+                record = parse_row(row, spec, f"{path}:{n}")
+                records.append({**record, "where": f"{path}:{n}"} if where else record)
             except DataError as e:
                 if on_bad_row == "raise":
                     raise

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mrt_jax.random_streams import offset
+from mrt_jax.rewards.scorer import Scorer, rewards
 from mrt_jax.rl import normalized_regret, tokens_to_accuracy
 from mrt_jax.sampling import Branch, Sampler
 
@@ -37,7 +38,7 @@ def budget_grid(max_tokens: int, points: int = 6) -> list[int]:
 
 
 def evaluate_budgeted(sampler: Sampler, prompt_ids: Sequence[list[int]], answers: Sequence[str],
-                      verify: Callable[[str, str], float], *, forced_suffix: str, max_new_tokens: int,
+                      verify: Callable[[str, str], float] | Scorer, *, forced_suffix: str, max_new_tokens: int,
                       budgets: Sequence[int], n: int = 1, temperature: float = 0.0, k: int = 1,
                       k_temperature: float = 0.0, answer_tokens: int = 16, answer_stop: Sequence = ("\n",),
                       seed: int = 0) -> BudgetedEval:
@@ -48,7 +49,7 @@ def evaluate_budgeted(sampler: Sampler, prompt_ids: Sequence[list[int]], answers
     gold = [a for a in answers for _ in range(n)]
     out = sampler.generate(rows, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                            keep_cache=True)
-    final = np.asarray([verify(t, g) for t, g in zip(out.texts, gold)], np.float64)
+    final = rewards(verify, out.texts, gold)
     budgets = sorted(int(b) for b in budgets)
     branches, where = [], []
     for i, toks in enumerate(out.tokens):
@@ -59,8 +60,10 @@ def evaluate_budgeted(sampler: Sampler, prompt_ids: Sequence[list[int]], answers
     score = np.repeat(final[:, None], len(budgets), axis=1)  # finished traces keep their own answer
     if branches:
         meta = sampler.fork(out, branches, max_new_tokens=answer_tokens, temperature=k_temperature,
-                            seed=offset(seed, 1), stop=list(answer_stop))
-        forced = np.asarray([verify(forced_suffix + t, gold[where[j // k][0]]) for j, t in enumerate(meta.texts)])
+                            seed=offset(seed, 1),
+                            stop=list(answer_stop))
+        forced = rewards(verify, [forced_suffix + t for t in meta.texts],
+                         [gold[where[j // k][0]] for j in range(len(meta.texts))])
         forced = forced.reshape(len(branches), k).mean(1)
         for (i, bi), v in zip(where, forced):
             score[i, bi] = v

@@ -15,11 +15,12 @@ import numpy as np
 
 from mrt_jax.evaluation.curves import problem_mean
 from mrt_jax.evaluation.forcing import forced_points
+from mrt_jax.rewards.scorer import Scorer, rewards
 from mrt_jax.sampling import Sampler, budget_force
 
 
 def extrapolated_pass(sampler: Sampler, rows: Sequence[list[int]], golds: Sequence[str], problem_ids: Sequence[str],
-                      verify: Callable[[str, str], float], *, budgets: Sequence[int], suffix: str,
+                      verify: Callable[[str, str], float] | Scorer, *, budgets: Sequence[int], suffix: str,
                       extend_texts: Sequence[str], max_extensions: int, temperature: float, k: int,
                       k_temperature: float, answer_tokens: int, answer_stop: Sequence[str] | None, seed: int
                       ) -> tuple[list[float], dict[str, int]]:
@@ -27,7 +28,7 @@ def extrapolated_pass(sampler: Sampler, rows: Sequence[list[int]], golds: Sequen
     budgets = sorted(int(b) for b in budgets)
     forced = budget_force(sampler, list(rows), budget=budgets[-1], extend_texts=tuple(extend_texts),
                           max_extensions=max_extensions, temperature=temperature, seed=seed)
-    finals = np.asarray([verify(t, g) for t, g in zip(forced.texts, golds)], np.float64)
+    finals = rewards(verify, forced.texts, golds)
     score = np.repeat(finals[:, None], len(budgets), axis=1)
     pairs = [(i, b) for i, toks in enumerate(forced.tokens) for b in budgets if b < len(toks)]
     spent = 0

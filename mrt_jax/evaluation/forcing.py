@@ -9,11 +9,12 @@ import numpy as np
 
 from mrt_jax.evaluation.majority import answer_key, majority_correct
 from mrt_jax.rewards.extraction import extract_answer
+from mrt_jax.rewards.scorer import Scorer, rewards
 from mrt_jax.sampling import Branch, SampleOutput, Sampler
 
 
 def forced_points(sampler: Sampler, source: SampleOutput, pairs: Sequence[tuple[int, int]], golds: Sequence[str],
-                  verify: Callable[[str, str], float], *, suffix: str, k: int, max_new_tokens: int,
+                  verify: Callable[[str, str], float] | Scorer, *, suffix: str, k: int, max_new_tokens: int,
                   temperature: float, seed: int, stop: Sequence[str] | None = ("\n",)
                   ) -> tuple[np.ndarray, np.ndarray, int]:
     """For each ``(row, position)``: (mean correctness of k forced answers, majority-vote correctness), and the
@@ -23,7 +24,7 @@ def forced_points(sampler: Sampler, source: SampleOutput, pairs: Sequence[tuple[
     out = sampler.fork(source, [Branch(r, p, suffix, k) for r, p in pairs], max_new_tokens=max_new_tokens,
                        temperature=temperature, seed=seed, stop=list(stop) if stop else None)
     texts = [suffix + t for t in out.texts]
-    scores = np.asarray([verify(t, golds[pairs[j // k][0]]) for j, t in enumerate(texts)], np.float64)
+    scores = rewards(verify, texts, [golds[pairs[j // k][0]] for j in range(len(texts))])
     keys = [answer_key(extract_answer(t)) for t in texts]
     mean = scores.reshape(len(pairs), k).mean(1)
     vote = np.asarray([majority_correct(keys[j * k:(j + 1) * k], scores[j * k:(j + 1) * k])

@@ -51,6 +51,7 @@ from mrt_jax.evaluation.majority import default_ks
 from mrt_jax.evaluation.summary import DEFAULT_TARGETS, summarize
 from mrt_jax.evaluation.traces import TraceRecord
 from mrt_jax.rewards.extraction import extract_answer
+from mrt_jax.rewards.scorer import Scorer, rewards
 from mrt_jax.sampling import EpisodeRules, Sampler
 from mrt_jax.sampling.stops import StopRule, describe
 from mrt_jax.sampling.termination import BUDGET_FORCING_TEXTS
@@ -151,7 +152,7 @@ def _episode_tokens(positions: list[list[int | None]], tokens: list[list[int]], 
 
 
 def evaluate_suite(sampler: Sampler, prompt_ids: Sequence[list[int]], answers: Sequence[str],
-                   verify: Callable[[str, str], float], *, forced_suffix: str, settings: EvalSettings,
+                   verify: Callable[[str, str], float] | Scorer, *, forced_suffix: str, settings: EvalSettings,
                    problem_ids: Sequence[str] | None = None) -> EvalResult:
     """Evaluate ``sampler``'s model on the prompts (token ids) against their gold answers (see module docstring).
 
@@ -172,7 +173,7 @@ def evaluate_suite(sampler: Sampler, prompt_ids: Sequence[list[int]], answers: S
     row_pids = [p for p in pids for _ in range(s.n)]
     out = sampler.generate(rows, max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=s.seed,
                            keep_cache=True)
-    finals = np.asarray([verify(t, g) for t, g in zip(out.texts, golds)], np.float64)
+    finals = rewards(verify, out.texts, golds)
 
     budgets = list(s.budgets)
     episodes = [] if s.episode_rules is None else [

@@ -12,6 +12,7 @@ from mrt_jax.rewards.extraction import ExtractionConfig, answer_region, extract_
 from mrt_jax.rewards.math_reward import score_math, verify_in_process
 from mrt_jax.rewards.pool import MathScorer
 from mrt_jax.rewards.result import InvalidGoldError, ScoreResult, Status
+from mrt_jax.rewards.scorer import ExactScorer, Scorer, as_scorer
 from mrt_jax.rewards.shaping import (
     TRUNCATION_MODES,
     apply_truncation,
@@ -31,14 +32,17 @@ from mrt_jax.rewards.verifiers import (
 
 __all__ = [
     "TRUNCATION_MODES",
+    "ExactScorer",
     "ExtractionConfig",
     "InvalidGoldError",
     "MathScorer",
     "ScoreResult",
+    "Scorer",
     "Status",
     "Verifier",
     "answer_region",
     "apply_truncation",
+    "as_scorer",
     "exact_int",
     "exact_string",
     "extract_answer",

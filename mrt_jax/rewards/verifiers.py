@@ -16,7 +16,8 @@ import numpy as np
 
 from mrt_jax.rewards.extraction import extract_answer
 from mrt_jax.rewards.math_reward import score_math
-from mrt_jax.rewards.result import InvalidGoldError, ScoreResult, Status, as_truncated, make_result
+from mrt_jax.rewards.result import InvalidGoldError, ScoreResult, as_truncated, make_result
+from mrt_jax.rewards.scorer import score_with  # the per-item status rules, shared with ExactScorer
 
 _INT_RE = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.0*)?")
 _TEXT_RE = re.compile(r"\\(?:text|mathrm|textbf)\s*\{([^{}]*)\}")
@@ -132,23 +133,7 @@ def score_items(
             answers[i] = sub.answers[j]
     done = set(math_idx)
     for i in range(batch):
-        if i in done:
-            continue
-        verifier = get_verifier(verifier_names[i])
-        answers[i] = extract_answer(completions[i])
-        try:
-            reward = float(verifier(completions[i], golds[i]))
-        except InvalidGoldError:
-            status_b[i] = Status.INVALID_GOLD
-            continue
-        except Exception:  # noqa: BLE001  a task verifier bug costs this item, not the step
-            status_b[i] = Status.ERROR
-            continue
-        reward_b[i] = reward
-        if reward >= 1.0:
-            status_b[i] = Status.CORRECT
-        elif answers[i] is None and reward <= 0.0:
-            status_b[i] = Status.TRUNCATED if truncated_b[i] else Status.NO_ANSWER
-        else:
-            status_b[i] = Status.WRONG
+        if i not in done:
+            reward_b[i], status_b[i], answers[i] = score_with(get_verifier(verifier_names[i]), completions[i],
+                                                              golds[i], bool(truncated_b[i]))
     return make_result(reward_b, status_b, truncated_b, tuple(answers))

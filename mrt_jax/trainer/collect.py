@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mrt_jax.random_streams import stream_key
+from mrt_jax.rewards.scorer import Scorer
 from mrt_jax.sampling import Sampler
 from mrt_jax.trainer.rollout import Share, learner_rows, sample_share
 from mrt_jax.trainer.scoring import groups_with_signal, score_rows
@@ -34,10 +35,11 @@ def step_keys(seed: int, step: int, sampler_id: int = 0, round_: int = 0) -> dic
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """What a rollout needs besides the sampler: the tokenizer, the verifier and the episode boundaries."""
+    """What a rollout needs besides the sampler: the tokenizer, the scorer (``mrt_jax.rewards.Scorer``: rollouts and
+    the meta-prover's forced answers are scored in batches through it) and the episode boundaries."""
 
     tokenizer: object
-    verify: Callable[[str, str], float]
+    scorer: Scorer
     boundaries: Callable[[list[int]], list[int]]
 
 
@@ -103,7 +105,7 @@ def collect(sampler: Sampler, task: Task, prompts: Sequence[str], answers: Seque
     b = len(prompts)
 
     def sample(round_: int, ps, ans) -> Share:
-        return sample_share(sampler, task.tokenizer, ps, ans, task.verify, task.boundaries, s,
+        return sample_share(sampler, task.tokenizer, ps, ans, task.scorer, task.boundaries, s,
                             step_keys(seed, step, sampler_id, round_), first_prompt=first_prompt)
 
     def next_share() -> tuple[list, list]:

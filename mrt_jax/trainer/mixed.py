@@ -25,7 +25,7 @@ def cut_candidates(starts: list[int], suffix_tokens: int, s) -> list[int]:
     return fits or [0]  # no room at all: learner_rows names the row that does not fit
 
 
-def mixed_share(sampler, out, answers, verify, boundaries, s, key, global_rows):
+def mixed_share(sampler, out, answers, scorer, boundaries, s, key, global_rows):
     from mrt_jax.trainer.rollout import Share
 
     G, C = s.group_size, s.max_new_tokens
@@ -46,7 +46,7 @@ def mixed_share(sampler, out, answers, verify, boundaries, s, key, global_rows):
                               for b, p in enumerate(cuts)],
                         max_new_tokens=s.meta_max_tokens, temperature=s.meta_temperature, top_p=None, seed=key,
                         stop=list(s.answer_stop), row_ids=ids(n_cont, n_term))
-    prompt_ids, tokens, logprobs, texts, correct, truncated, lengths, terminated = [], [], [], [], [], [], [], []
+    prompt_ids, tokens, logprobs, texts, golds, truncated, lengths, terminated = [], [], [], [], [], [], [], []
     for b, p in enumerate(cuts):
         prefix = list(out.tokens[b * G][:p])
         for src, n, is_term in ((cont, n_cont, False), (term, n_term, True)):
@@ -58,17 +58,18 @@ def mixed_share(sampler, out, answers, verify, boundaries, s, key, global_rows):
                 tokens.append(list(src.tokens[j]))
                 logprobs.append(src.logprobs[j])
                 texts.append(full)
-                correct.append(verify(full, answers[b]))
+                golds.append(answers[b])
                 truncated.append(not is_term and src.finish_reasons[j] == "length")
                 lengths.append(p + len(src.tokens[j]))
                 terminated.append(is_term)
-    correct_n = np.asarray(correct, np.float32)
-    truncated_n, lengths_n = np.asarray(truncated), np.asarray(lengths, np.int32)
+    truncated_n, lengths_n = np.asarray(truncated, bool), np.asarray(lengths, np.int32)
+    scored = scorer.score(texts, golds, truncated=truncated_n)  # one batch: continuing and terminated rows
+    correct_n = scored.reward_b
     rewards, _, row_mask = shape_rewards(correct_n, truncated_n, lengths_n, s)
     mask_nc = completion_mask(tokens, row_mask, C)
     term_n = np.asarray(terminated)
     meta_tokens_n = np.where(term_n, [len(t) for t in tokens], 0).astype(np.int32)
     arrays = dict(rewards=rewards, correct=correct_n, truncated=truncated_n.astype(np.int32), lengths=lengths_n,
                   mask_nc=mask_nc, terminated=term_n.astype(np.int32), meta_tokens_n=meta_tokens_n,
-                  cut_n=np.repeat(np.asarray(cuts, np.int32), G))
+                  cut_n=np.repeat(np.asarray(cuts, np.int32), G), status_n=scored.status_b.astype(np.int32))
     return Share(prompt_ids=prompt_ids, tokens=tokens, logprobs=logprobs, texts=texts, arrays=arrays)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from mrt_jax.rewards.result import Status
+from mrt_jax.rewards.scorer import Scorer
 from mrt_jax.sampling import Branch, SampleOutput, Sampler
 from mrt_jax.trainer.progress import assemble_j, episode_starts, fork_plan
 from mrt_jax.trainer.scoring import completion_mask, shape_rewards, top_p_or_none
@@ -51,25 +53,26 @@ def encode_prompts(tokenizer, texts: Sequence[str], budget: int) -> list[list[in
     return ids
 
 
-def estimate_j(sampler: Sampler, out: SampleOutput, branches: list[Branch], golds: list[str],
-               verify: Callable[[str, str], float], s: RolloutSettings, key,
-               stream_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Mean correctness of ``meta_samples`` forced answers per branch (the meta-prover's J), and the tokens each
-    branch spent. ``stream_ids``: one id per branch (its forced answers use id * meta_samples + m)."""
+def estimate_j(sampler: Sampler, out: SampleOutput, branches: list[Branch], golds: list[str], scorer: Scorer,
+               s: RolloutSettings, key, stream_ids: Sequence[int] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean correctness of ``meta_samples`` forced answers per branch (the meta-prover's J), the tokens each
+    branch spent and the scoring statuses of its answers [branches, meta_samples]. ``stream_ids``: one id per
+    branch (its forced answers use id * meta_samples + m)."""
     if not branches:
-        return np.zeros(0, np.float32), np.zeros(0, np.int32)
+        return np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros((0, s.meta_samples), np.int32)
     m = s.meta_samples
     row_ids = None if stream_ids is None else [i * m + k for i in stream_ids for k in range(m)]
     meta = sampler.fork(out, branches, max_new_tokens=s.meta_max_tokens, temperature=s.meta_temperature,
                         top_p=None, seed=key, stop=list(s.answer_stop), row_ids=row_ids)
-    scores = np.asarray([verify(s.forced_suffix + t, golds[i // m]) for i, t in enumerate(meta.texts)], np.float32)
+    res = scorer.score([s.forced_suffix + t for t in meta.texts], [golds[i // m] for i in range(len(meta.texts))])
     spent = np.asarray(meta.lengths, np.int32).reshape(len(branches), m).sum(1)
-    return scores.reshape(len(branches), m).mean(1), spent
+    return res.reward_b.reshape(len(branches), m).mean(1), spent, res.status_b.astype(np.int32).reshape(-1, m)
 
 
 def sample_share(sampler: Sampler, tokenizer, prompts: Sequence[str], answers: Sequence[str],
-                 verify: Callable[[str, str], float], boundaries: Callable[[list[int]], list[int]],
-                 s: RolloutSettings, keys: dict, *, first_prompt: int = 0) -> Share:
+                 scorer: Scorer, boundaries: Callable[[list[int]], list[int]], s: RolloutSettings, keys: dict, *,
+                 first_prompt: int = 0) -> Share:
     """Sample ``prompts`` (global prompts ``first_prompt ...``), score them and, for the MRT family, estimate J
     at the episode boundaries (``keys``: ``rollout``, ``fork`` and, for mrt_mixed, ``mixed``)."""
     B, G, C = len(prompts), s.group_size, s.max_new_tokens
@@ -83,22 +86,23 @@ def sample_share(sampler: Sampler, tokenizer, prompts: Sequence[str], answers: S
     if s.estimator == "mrt_mixed":
         from mrt_jax.trainer.mixed import mixed_share
 
-        return mixed_share(sampler, out, answers, verify, boundaries, s, keys["mixed"], global_rows)
+        return mixed_share(sampler, out, answers, scorer, boundaries, s, keys["mixed"], global_rows)
     texts = list(out.texts)
     truncated = np.asarray([r == "length" for r in out.finish_reasons])
-    correct = np.asarray([verify(t, g) for t, g in zip(texts, gold)], np.float32)
+    scored = scorer.score(texts, gold, truncated=truncated)
+    correct = scored.reward_b
     lengths = np.asarray(out.lengths, np.int32)
     rewards, j_outcome, row_mask = shape_rewards(correct, truncated, lengths, s)
     arrays = dict(rewards=rewards, correct=correct, truncated=truncated.astype(np.int32), lengths=lengths,
-                  mask_nc=completion_mask(out.tokens, row_mask, C))
+                  mask_nc=completion_mask(out.tokens, row_mask, C), status_n=scored.status_b.astype(np.int32))
     if s.meta:
-        arrays.update(estimate_progress(sampler, out, gold, j_outcome, global_rows, verify, boundaries, s,
+        arrays.update(estimate_progress(sampler, out, gold, j_outcome, global_rows, scorer, boundaries, s,
                                         keys["fork"]))
     return Share(prompt_ids=rows, tokens=[list(t) for t in out.tokens], logprobs=list(out.logprobs), texts=texts,
                  arrays=arrays)
 
 
-def estimate_progress(sampler, out, gold, j_outcome, global_rows, verify, boundaries, s: RolloutSettings,
+def estimate_progress(sampler, out, gold, j_outcome, global_rows, scorer, boundaries, s: RolloutSettings,
                       key) -> dict[str, np.ndarray]:
     """Per-row J estimates [N, K] (valid flags), the episode id of each completion token [N, C], episode counts and
     the forced-answer tokens spent per row (``mrt_jax.trainer.progress`` has the index mapping)."""
@@ -108,13 +112,27 @@ def estimate_progress(sampler, out, gold, j_outcome, global_rows, verify, bounda
     branches = [Branch(row=r, position=p, text=s.forced_suffix, n=s.meta_samples)
                 for r, p in zip(plan.rows, plan.positions)]
     streams = [global_rows[r] * E + k for r, k in zip(plan.rows, plan.slots)]
-    j_hat, spent = estimate_j(sampler, out, branches, [gold[r] for r in plan.rows], verify, s, key,
-                              stream_ids=streams)
-    meta_tokens_n = np.zeros(len(starts), np.int32)
-    np.add.at(meta_tokens_n, np.asarray(plan.rows, np.int64), spent)
-    arrays = assemble_j(plan, starts, [len(t) for t in out.tokens], j_hat, j_outcome, s.group_size, E,
-                        s.max_new_tokens)
-    return {**arrays, "meta_tokens_n": meta_tokens_n}
+    j_hat, spent, statuses = estimate_j(sampler, out, branches, [gold[r] for r in plan.rows], scorer, s, key,
+                                        stream_ids=streams)
+    return {**assemble_j(plan, starts, [len(t) for t in out.tokens], j_hat, j_outcome, s.group_size, E,
+                         s.max_new_tokens),
+            **per_row_counts(plan.rows, len(starts), meta_tokens_n=spent, **status_counts(statuses))}
+
+
+def status_counts(statuses: np.ndarray) -> dict[str, np.ndarray]:
+    """Per forked branch: how many of its forced answers timed out / crashed the verifier (counted in metrics)."""
+    return {"meta_timeouts_n": (statuses == Status.TIMEOUT).sum(-1),
+            "meta_errors_n": (statuses == Status.ERROR).sum(-1)}
+
+
+def per_row_counts(rows: Sequence[int], n: int, **per_branch: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-branch counts summed onto the trace rows the branches forked from -> int32 [n] each."""
+    out = {}
+    for name, values in per_branch.items():
+        total = np.zeros(n, np.int32)
+        np.add.at(total, np.asarray(rows, np.int64), np.asarray(values, np.int32))
+        out[name] = total
+    return out
 
 
 def learner_rows(share: Share, adv_nc: np.ndarray, loss_nc: np.ndarray, s: RolloutSettings) -> dict[str, np.ndarray]:

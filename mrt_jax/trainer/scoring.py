@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from mrt_jax.rewards.result import Status
 from mrt_jax.rewards.shaping import apply_truncation, length_penalty, overlong_shaped_reward
 from mrt_jax.trainer.estimators import AdvantageInputs, estimate
 
@@ -49,6 +50,16 @@ def groups_with_signal(rewards_n: np.ndarray, group_size: int) -> np.ndarray:
     return r.max(1) > r.min(1)
 
 
+def reward_status_metrics(a: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """What the scorer could not score, over the whole batch: timeouts and verifier errors (counts, with the
+    meta-prover's forced answers), invalid golds and completions without an answer (fractions of rows)."""
+    status = np.asarray(a["status_n"])
+    return {"reward_timeouts": float(np.sum(status == Status.TIMEOUT) + np.sum(a.get("meta_timeouts_n", 0))),
+            "reward_errors": float(np.sum(status == Status.ERROR) + np.sum(a.get("meta_errors_n", 0))),
+            "invalid_gold_frac": float(np.mean(status == Status.INVALID_GOLD)),
+            "no_answer_frac": float(np.mean((status == Status.NO_ANSWER) | (status == Status.TRUNCATED)))}
+
+
 def score_rows(a: Mapping[str, np.ndarray], s) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Advantages [N, C], loss mask [N, C] (bool) and the step's metrics from the whole batch's per-row arrays."""
     N, C = a["mask_nc"].shape
@@ -69,4 +80,6 @@ def score_rows(a: Mapping[str, np.ndarray], s) -> tuple[np.ndarray, np.ndarray, 
                    mean_length=float(lengths.mean()), truncated_frac=float(a["truncated"].mean()),
                    sampled_tokens=float(lengths.sum()), meta_tokens=float(np.sum(a.get("meta_tokens_n", 0))),
                    zero_variance_groups=float(np.mean(~groups_with_signal(rewards, G))))
+    if "status_n" in a:
+        metrics.update(reward_status_metrics(a))
     return adv_bgc.reshape(N, C), mask_bgc.reshape(N, C) > 0, metrics
