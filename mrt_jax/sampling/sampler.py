@@ -69,7 +69,7 @@ class Sampler:
     """
 
     def __init__(self, model, tokenizer=None, *, mesh=None, max_cache_len: int | None = None,
-                 eos_ids: Sequence[int] | None = None, pad_id: int | None = None, chunk: int = 32,
+                 eos_ids: Sequence[int] | None = None, pad_id: int | None = None, chunk: int = 8,
                  window: int | None = 128, share_prefix: int | None = 256):
         self.cfg = model.cfg
         if share_prefix is not None and share_prefix < 0:
@@ -322,6 +322,9 @@ class Sampler:
                 cache, st = self._prefill(*args, prefix, greedy=greedy, use_filter=use_filter)
             trunc = {}
             dec_start = jnp.int32(start + A)
+            # Rows that finished leave the batch between chunks (a smaller row bucket); ``live``: row -> output row.
+            compact = stop and prefix is None and not keep_cache and self.mesh is None
+            live, final = np.arange(R), None
             while True:
                 step = int(st.step)
                 if step >= max_b or bool(jnp.all(st.done_b)):
@@ -334,9 +337,21 @@ class Sampler:
                                        stop_ids, prefix, greedy=greedy, use_filter=use_filter)
                 cache = sub if W == S else _put_slots(cache, sub)
                 if stop:
-                    st = self._check_stops(st, stop, trunc, n)
+                    st = self._check_stops(st, stop, trunc, n, live)
+                if compact:
+                    active = np.flatnonzero(~np.asarray(st.done_b))
+                    rows_now = row_bucket(max(len(active), 1), self._shards)
+                    if 0 < len(active) and rows_now < len(live):
+                        final = _keep_rows(final, st, live, R)
+                        pick = np.concatenate([active, np.setdiff1d(np.arange(len(live)), active)])[:rows_now]
+                        pick_d = jnp.asarray(pick.astype(np.int32))
+                        cache = _gather_rows(cache, pick_d, S)
+                        st = DecodeState(*[jnp.take(x, pick_d, axis=0) if x.ndim else x for x in st])
+                        valid, live = valid[pick_d], live[pick]
             if stop:
-                self._check_stops(st, stop, trunc, n)
+                st = self._check_stops(st, stop, trunc, n, live)
+            if final is not None:
+                st = _keep_rows(final, st, live, R)
         seq_slots = [plan.seq_slots[f] for f in fan_r[:n]]
         return self._collect(st, n, trunc, prefixes, seq_slots, start + A, cache if keep_cache else None, set(stops))
 
@@ -360,16 +375,17 @@ class Sampler:
         rows = np.asarray(list(src_rows) + [0] * (R - len(src_rows)), np.int32)
         return _gather_rows(src_cache, self._put(rows, ("batch",)), S)
 
-    def _check_stops(self, st: DecodeState, stop, trunc: dict, n: int) -> DecodeState:
-        """Mark rows whose decoded text now contains a stop string as done; remember where to cut them."""
+    def _check_stops(self, st: DecodeState, stop, trunc: dict, n: int, live: np.ndarray) -> DecodeState:
+        """Mark rows whose decoded text now contains a stop string as done; remember where to cut them (``trunc``:
+        output row -> tokens kept; ``live``: batch row -> output row)."""
         toks, lens, done = np.asarray(st.tokens_bn), np.asarray(st.length_b), np.asarray(st.done_b)
         newly = done.copy()
-        for r in range(n):
-            if r in trunc or lens[r] == 0:
+        for r, o in enumerate(live):
+            if o >= n or lens[r] == 0 or (o in trunc and newly[r]):
                 continue
-            cut = find_stop(toks[r, :lens[r]], stop, self._decode_text)
+            cut = trunc.get(o) or find_stop(toks[r, :lens[r]], stop, self._decode_text)
             if cut is not None:
-                trunc[r] = cut
+                trunc[o] = cut
                 newly[r] = True
         if (newly != done).any():
             st = st._replace(done_b=self._put(newly, ("batch",)))
@@ -414,6 +430,17 @@ def _stream_ids(row_ids: Sequence[int] | None, n: int) -> list[int]:
         raise ValueError(f"row_ids must be {n} distinct ints in [0, 2**30) (one per output row), got {len(ids)} "
                          f"ids, {len(set(ids))} distinct, range [{min(ids, default=0)}, {max(ids, default=0)}]")
     return ids
+
+
+def _keep_rows(final: DecodeState | None, st: DecodeState, live: np.ndarray, rows: int) -> DecodeState:
+    """Host copies of every output row's decode state: ``st``'s rows written at their output rows ``live``."""
+    host = [np.asarray(x) for x in st]
+    if final is None:
+        final = DecodeState(*[np.zeros((rows, *x.shape[1:]), x.dtype) if x.ndim else x for x in host])
+    for f, x in zip(final, host):
+        if x.ndim:
+            f[live] = x
+    return final._replace(step=host[-1])
 
 
 # The cache is a tuple of per-layer (keys, values) pairs, each [B, K, S, E]: rows on axis 0, slots on axis 2.
