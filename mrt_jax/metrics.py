@@ -82,6 +82,24 @@ class _Section:
         self.timer.add(self.name, time.perf_counter() - self._t0)
 
 
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_compiles: list[int] = []  # [count] once the listener is registered
+
+
+def compile_count() -> int:
+    """XLA compilations in this process since the first call (jax.monitoring's backend-compile event): the step
+    loop logs the difference per step as ``compiles`` (a warm step compiles nothing; a recompiling one shows)."""
+    if not _compiles:
+        _compiles.append(0)
+
+        def on_event(event: str, duration: float, **_) -> None:
+            if event == _COMPILE_EVENT:
+                _compiles[0] += 1
+
+        jax.monitoring.register_event_duration_secs_listener(on_event)
+    return _compiles[0]
+
+
 def _to_jsonable(value: Any) -> Any:
     """Scalars (Python, numpy, 0-d JAX arrays) -> float/int/bool/None (non-finite -> None); strings pass."""
     if isinstance(value, (str, bool)) or value is None:

@@ -74,3 +74,25 @@ def test_no_data_while_stopping_saves_the_step_reached():
     rec = Recorder()
     state, step, last_eval = loop(rec, fetch=lambda done: None if done == 1 else ({"rows": done}, {}))
     assert (step, last_eval) == (1, {}) and rec.saved[-1] == (1, 1, 1, True)
+
+
+def test_each_step_logs_its_compilations():
+    import jax
+    import jax.numpy as jnp
+
+    rec = Recorder()
+    double = jax.jit(lambda x: x * 2)  # a fresh function: its first call compiles, later calls of the shape do not
+    shapes = {1: 3, 2: 3, 3: 5}  # step 3 sees a new shape: it compiles again
+
+    def fetch(done):
+        return {"rows": done}, {}
+
+    def learn(state, rows):
+        double(jnp.ones(shapes[state + 1])).block_until_ready()
+        return state + 1, {"loss": 0.0}
+
+    source = StepSource(fetch=fetch, sync=lambda step, state: None, items=lambda step: {"step": step})
+    run_steps(0, source, learn, start=0, steps=3, eval_every=10, evaluate=lambda tag, step: {}, timer=StepTimer(),
+              logger=rec, ckpt=rec, guard=rec)
+    compiles = {step: m["compiles"] for step, m in rec.logged}
+    assert compiles[1] >= 1 and compiles[2] == 0 and compiles[3] >= 1

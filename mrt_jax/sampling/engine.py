@@ -73,6 +73,7 @@ def _record(st: DecodeState, i, logits_bv, params, stop_ids, pad_id, greedy, use
 
 
 _ENGINES: dict[tuple[str, int], tuple] = {}
+_FAN: dict[tuple[str, int], object] = {}
 
 
 def make_engine(cfg: ModelConfig, *, pad_id: int):
@@ -116,3 +117,21 @@ def _build_engine(cfg: ModelConfig, pad_id: int):
         return jax.lax.while_loop(cond, body, (cache, st))
 
     return prefill, decode
+
+
+def make_fan_prefill(cfg: ModelConfig, *, pad_id: int):
+    """A jitted ``prefill`` whose block is fed once per *distinct* row: output row r then takes fed row ``fan_r[r]``'s
+    cache and next-token logits (a fork's n copies of one branch share its prefill; their keys differ).
+    Cached like ``make_engine``."""
+    key = (repr(cfg), pad_id)
+    if key not in _FAN:
+        @functools.partial(jax.jit, static_argnames=("greedy", "use_filter"), donate_argnums=(6,))
+        def prefill_fan(w: LayerwiseWeights, cache: tuple, block_ba, pos_ba, valid_bs, start, st: DecodeState,
+                        params: SamplingParams, stop_ids, fan_r, prefix=None, *, greedy: bool, use_filter: bool):
+            h, cache = forward_cached(cfg, w, block_ba, pos_ba, cache, start, valid_bs, prefix)
+            logits_bv = layerwise_logits(cfg, w, h[:, -1:])[:, 0]
+            cache = jax.tree.map(lambda x: jnp.take(x, fan_r, axis=0), cache)
+            return cache, _record(st, jnp.int32(0), logits_bv[fan_r], params, stop_ids, pad_id, greedy, use_filter)
+
+        _FAN[key] = prefill_fan
+    return _FAN[key]

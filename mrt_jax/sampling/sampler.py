@@ -26,7 +26,7 @@ from flax import nnx
 from mrt_jax.models.config import resolve_dtype
 from mrt_jax.models.layerwise import LAYER_CACHE_AXES, SharedPrefix
 from mrt_jax.random_streams import as_key
-from mrt_jax.sampling.engine import DecodeState, init_state, make_engine
+from mrt_jax.sampling.engine import DecodeState, init_state, make_engine, make_fan_prefill
 from mrt_jax.sampling.fast_weights import fast_weights
 from mrt_jax.sampling.layout import block_sizes, bucket, chunk_window, plan_block, row_bucket
 from mrt_jax.sampling.output import Branch, CacheRef, SampleOutput
@@ -69,7 +69,7 @@ class Sampler:
     """
 
     def __init__(self, model, tokenizer=None, *, mesh=None, max_cache_len: int | None = None,
-                 eos_ids: Sequence[int] | None = None, pad_id: int | None = None, chunk: int = 32,
+                 eos_ids: Sequence[int] | None = None, pad_id: int | None = None, chunk: int = 8,
                  window: int | None = 128, share_prefix: int | None = 256):
         self.cfg = model.cfg
         if share_prefix is not None and share_prefix < 0:
@@ -93,6 +93,8 @@ class Sampler:
             raise ValueError(f"window must be >= 1 or None, got {window}")
         self.window = window
         self._prefill, self._decode = make_engine(self.cfg, pad_id=self.pad_id)
+        self._prefill_fan = make_fan_prefill(self.cfg, pad_id=self.pad_id)
+        self._stop_token_ids: dict[tuple[str, ...], list[int]] = {}
         self._shards = 1
         if self.mesh is not None:
             self._shards = int(np.prod([self.mesh.shape[a] for a in ("data", "fsdp") if a in self.mesh.shape]))
@@ -186,7 +188,8 @@ class Sampler:
             remap = {r: i for i, r in enumerate(used)}
             branches = [Branch(remap[b.row], b.position, b.text, b.n) for b in branches]
             source = pre
-        rows, kept, feeds, prefixes = [], [], [], []
+        # One fed row per branch; its n output rows share that row's prefill (``fan``: output row -> fed row).
+        rows, kept, feeds, prefixes, fan = [], [], [], [], []
         for j, br in enumerate(branches):
             if not 0 <= br.row < len(source):
                 raise ValueError(f"branch {j}: row {br.row} is outside the source's {len(source)} rows")
@@ -200,97 +203,128 @@ class Sampler:
             extra = (self._encode(br.text, f"branch {j} text") if br.text not in ("", []) else [])
             slots = source.cache.seq_slots[br.row]
             c = min(len(seq) - 1, len(slots))
-            for _ in range(br.n):
-                rows.append(br.row)
-                kept.append(np.asarray(slots[:c]))
-                feeds.append(seq[c:] + extra)
-                prefixes.append(seq + extra)
-        budgets = self._budgets(max_new_tokens, len(rows))
-        ids = _stream_ids(row_ids, len(rows))
+            rows.append(br.row)
+            kept.append(np.asarray(slots[:c]))
+            feeds.append(seq[c:] + extra)
+            fan += [j] * br.n
+            prefixes += [seq + extra] * br.n
+        budgets = self._budgets(max_new_tokens, len(fan))
+        ids = _stream_ids(row_ids, len(fan))
         sampling = (temperature, top_k, top_p, seed, stop, ignore_eos)
         longest = max((int(k[-1]) + 1 for k in kept if len(k)), default=0)
         if self.share_prefix is not None and longest >= self.share_prefix and self.mesh is None and not keep_cache:
-            return self._fork_shared(source.cache.cache, rows, kept, feeds, prefixes, budgets, ids, sampling, longest)
-        return self._run(kept, feeds, prefixes, source.cache.cache, rows, budgets, ids, *sampling, keep_cache)
+            return self._fork_shared(source.cache.cache, rows, kept, feeds, fan, prefixes, budgets, ids, sampling,
+                                     longest)
+        return self._run(kept, feeds, prefixes, source.cache.cache, rows, budgets, ids, *sampling, keep_cache,
+                         fan=fan)
 
-    def _fork_shared(self, src_cache, rows, kept, feeds, prefixes, budgets, ids, sampling, used) -> SampleOutput:
+    def _fork_shared(self, src_cache, rows, kept, feeds, fan, prefixes, budgets, ids, sampling, used
+                     ) -> SampleOutput:
         """``fork`` with each source row's cached prefix kept once for all its branches (``SharedPrefix``) instead
         of copied into every output row: at K branches per row a decode step reads the prefix once, not K times.
-        Rows are laid out source row by source row (padded with empty rows to U groups of M), then put back.
-        ``used``: the prefix slots the branches attend (the longest kept prefix)."""
+        Fed rows (one per branch) and output rows are laid out source row by source row (padded with empty rows to
+        U groups of Mf fed / M output rows), then put back. ``used``: the prefix slots the branches attend (the
+        longest kept prefix)."""
         sources = sorted(set(rows))
-        members = [[j for j, r in enumerate(rows) if r == u] for u in sources]
-        U, M = row_bucket(len(sources), 1), row_bucket(max(len(m) for m in members), 1)
-        order = [(members[g][m] if g < len(members) and m < len(members[g]) else None)
-                 for g in range(U) for m in range(M)]
+        members = [[j for j, r in enumerate(rows) if r == u] for u in sources]  # fed rows (branches) per source
+        outs = [[b for b, j in enumerate(fan) if rows[j] == u] for u in sources]  # output rows per source
+        U = row_bucket(len(sources), 1)
+        Mf, M = row_bucket(max(map(len, members)), 1), row_bucket(max(map(len, outs)), 1)
+        fed_order = [(members[g][m] if g < len(members) and m < len(members[g]) else None)
+                     for g in range(U) for m in range(Mf)]
+        order = [(outs[g][m] if g < len(outs) and m < len(outs[g]) else None) for g in range(U) for m in range(M)]
+        fed_at = {j: b for b, j in enumerate(fed_order) if j is not None}
+        # An empty output row (budget 0: it never samples) reads a fed row of its group (itself when M == Mf).
+        lay_fan = [fed_at[fan[j]] if j is not None else (b // M) * Mf + min(b % M, Mf - 1)
+                   for b, j in enumerate(order)]
         P = min(int(src_cache[0][0].shape[2]), bucket(max(used, 1)))
-        valid = np.zeros((U * M, P), bool)
-        for b, j in enumerate(order):
+        valid = np.zeros((U * Mf, P), bool)
+        for b, j in enumerate(fed_order):
             if j is not None:
                 valid[b, kept[j]] = True
         src_rows = np.asarray([sources[g] if g < len(sources) else 0 for g in range(U)], np.int32)
         shared = _Shared(_gather_rows(src_cache, jnp.asarray(src_rows), P), valid,
-                         np.asarray([len(kept[j]) if j is not None else 0 for j in order], np.int32), used, order)
+                         np.asarray([len(kept[j]) if j is not None else 0 for j in fed_order], np.int32), used,
+                         order)
+        fed = lambda seq, fill: [seq[j] if j is not None else fill for j in fed_order]  # noqa: E731
         pick = lambda seq, fill: [seq[j] if j is not None else fill for j in order]  # noqa: E731
         dummy_ids = iter(range(2**30, 2**31))
-        out = self._run([np.zeros(0, np.int64)] * len(order), pick(feeds, [self.pad_id]), pick(prefixes, []), None,
-                        None, np.asarray(pick(budgets, 0), np.int64), [ids[j] if j is not None else next(dummy_ids)
-                                                                     for j in order],
-                        *sampling, False, shared=shared)
+        out = self._run([np.zeros(0, np.int64)] * len(fed_order), fed(feeds, [self.pad_id]), pick(prefixes, []), None,
+                        None, np.asarray(pick(budgets, 0), np.int64),
+                        [ids[j] if j is not None else next(dummy_ids) for j in order], *sampling, False,
+                        shared=shared, fan=lay_fan)
         where = {j: b for b, j in enumerate(order) if j is not None}
-        return out.select([where[j] for j in range(len(rows))])
+        return out.select([where[j] for j in range(len(fan))])
 
     # ---------------------------------------------------------------- the common path
     def _run(self, kept, feeds, prefixes, src_cache, src_rows, budgets, row_ids, temperature, top_k, top_p, seed,
-             stop, ignore_eos, keep_cache, shared: _Shared | None = None) -> SampleOutput:
+             stop, ignore_eos, keep_cache, shared: _Shared | None = None, fan: Sequence[int] | None = None
+             ) -> SampleOutput:
+        """``kept``, ``feeds``, ``src_rows``: per fed row; ``prefixes``, ``budgets``, ``row_ids``: per output row;
+        ``fan[r]``: the fed row output row r continues (None: fed row r)."""
         validate_sampling(temperature, top_k, top_p)
         stop = [s for s in (stop or []) if s]
         if stop and self.tokenizer is None:
             raise ValueError("stop strings need a tokenizer; pass token ids in eos_ids instead")
-        n = len(feeds)
-        R = n if shared is not None else row_bucket(n, self._shards)  # shared: laid out by _fork_shared
-        pad_rows = R - n
-        kept = list(kept) + [np.zeros(0, np.int64)] * pad_rows
-        feeds = list(feeds) + [[self.pad_id]] * pad_rows
-        budgets = np.concatenate([budgets, np.zeros(pad_rows, np.int64)])
+        n, nf = len(prefixes), len(feeds)
+        if shared is not None:  # laid out by _fork_shared
+            R, Rf = n, nf
+        else:
+            R, Rf = row_bucket(n, self._shards), row_bucket(nf, self._shards)
+        fanned = fan is not None and (Rf != R or list(fan) != list(range(n)))
+        # Padding output rows (budget 0: they never sample) read the last fed row.
+        fan_r = np.asarray(list(fan) + [Rf - 1] * (R - n), np.int32) if fanned else np.arange(R, dtype=np.int32)
+        kept = list(kept) + [np.zeros(0, np.int64)] * (Rf - nf)
+        feeds = list(feeds) + [[self.pad_id]] * (Rf - nf)
+        budgets = np.concatenate([budgets, np.zeros(R - n, np.int64)])
         max_b = int(budgets.max())
         start = max((int(s[-1]) + 1 if len(s) else 0) for s in kept)
         before = start if shared is None else shared.used  # slots a row's sequence occupies before the block
         A_need = max(len(f) for f in feeds)
         need = before + A_need + max_b
         if need > self.max_cache_len:
-            worst = int(np.argmax([len(f) + b for f, b in zip(feeds, budgets)]))
+            worst = int(np.argmax([len(feeds[f]) + b for f, b in zip(fan_r, budgets)]))
             label = worst if shared is None else shared.order[worst]  # the caller's row, not the laid-out one
-            raise ValueError(f"row {label}: {before + len(feeds[worst])} prefix tokens + {int(budgets[worst])} new "
-                             f"tokens need {need} cache slots but max_cache_len={self.max_cache_len}; shorten the "
-                             f"prompt, lower max_new_tokens or raise max_cache_len")
+            raise ValueError(f"row {label}: {before + len(feeds[fan_r[worst]])} prefix tokens + "
+                             f"{int(budgets[worst])} new tokens need {need} cache slots but max_cache_len="
+                             f"{self.max_cache_len}; shorten the prompt, lower max_new_tokens or raise max_cache_len")
         A, N, S = block_sizes(before, start, A_need, max_b, self.max_cache_len)
         plan = plan_block(kept, feeds, S, self.pad_id, block_len=A, start=start)
-        prefix = None
+        prefix = fed_prefix = None
         if shared is not None:  # positions continue after each row's kept prefix, which lives in the shared part
             plan = plan._replace(pos_ba=plan.pos_ba + shared.offsets[:, None], pos0_b=plan.pos0_b + shared.offsets)
-            prefix = SharedPrefix(shared.cache, jnp.asarray(shared.valid))
+            fed_prefix = SharedPrefix(shared.cache, jnp.asarray(shared.valid))
+            prefix = SharedPrefix(shared.cache, jnp.asarray(shared.valid[fan_r])) if fanned else fed_prefix
 
         greedy = temperature == 0
         use_filter = not greedy and ((top_k or 0) > 0 or (top_p is not None and top_p < 1.0))
         params = SamplingParams(jnp.float32(temperature if not greedy else 1.0), jnp.int32(top_k or 0),
                                 jnp.float32(top_p if top_p is not None else 1.0))
-        stops = sorted(set(() if ignore_eos else self.eos_ids)) or [-1]
-        stop_ids = jnp.asarray(stops, jnp.int32)
-        ids = np.asarray(list(row_ids) + [2**31 - 1 - i for i in range(pad_rows)], np.uint32)
+        stops = sorted(set(() if ignore_eos else self.eos_ids))
+        stop_ids = jnp.asarray(stops + self._stop_tokens(tuple(stop)) or [-1], jnp.int32)
+        ids = np.asarray(list(row_ids) + [2**31 - 1 - i for i in range(R - n)], np.uint32)
         keys = row_keys(seed, ids)
 
         with self._mesh_ctx():
-            cache = self._make_cache(src_cache, src_rows, R, S)
+            cache = self._make_cache(src_cache, src_rows, Rf, S)
             bat = ("batch", None)
-            st = init_state(R, N, budgets, plan.pos0_b, keys, self.pad_id)
+            st = init_state(R, N, budgets, plan.pos0_b[fan_r], keys, self.pad_id)
             st = DecodeState(*[self._put(x, bat[:x.ndim]) if x.ndim else x for x in st])
-            valid = self._put(plan.valid_bs, bat)
-            cache, st = self._prefill(self._weights, cache, self._put(plan.block_ba, bat), self._put(plan.pos_ba, bat),
-                                      valid, jnp.int32(start), st, params, stop_ids, prefix, greedy=greedy,
-                                      use_filter=use_filter)
+            fed_valid = self._put(plan.valid_bs, bat)
+            args = (self._weights, cache, self._put(plan.block_ba, bat), self._put(plan.pos_ba, bat), fed_valid,
+                    jnp.int32(start), st, params, stop_ids)
+            if fanned:
+                valid = self._put(plan.valid_bs[fan_r], bat)
+                cache, st = self._prefill_fan(*args, self._put(fan_r, ("batch",)), fed_prefix, greedy=greedy,
+                                              use_filter=use_filter)
+            else:
+                valid = fed_valid
+                cache, st = self._prefill(*args, prefix, greedy=greedy, use_filter=use_filter)
             trunc = {}
             dec_start = jnp.int32(start + A)
+            # Rows that finished leave the batch between chunks (a smaller row bucket); ``live``: row -> output row.
+            compact = stop and prefix is None and not keep_cache and self.mesh is None
+            live, final = np.arange(R), None
             while True:
                 step = int(st.step)
                 if step >= max_b or bool(jnp.all(st.done_b)):
@@ -303,10 +337,34 @@ class Sampler:
                                        stop_ids, prefix, greedy=greedy, use_filter=use_filter)
                 cache = sub if W == S else _put_slots(cache, sub)
                 if stop:
-                    st = self._check_stops(st, stop, trunc, n)
+                    st = self._check_stops(st, stop, trunc, n, live)
+                if compact:
+                    active = np.flatnonzero(~np.asarray(st.done_b))
+                    rows_now = row_bucket(max(len(active), 1), self._shards)
+                    if 0 < len(active) and rows_now < len(live):
+                        final = _keep_rows(final, st, live, R)
+                        pick = np.concatenate([active, np.setdiff1d(np.arange(len(live)), active)])[:rows_now]
+                        pick_d = jnp.asarray(pick.astype(np.int32))
+                        cache = _gather_rows(cache, pick_d, S)
+                        st = DecodeState(*[jnp.take(x, pick_d, axis=0) if x.ndim else x for x in st])
+                        valid, live = valid[pick_d], live[pick]
             if stop:
-                self._check_stops(st, stop, trunc, n)
-        return self._collect(st, n, trunc, prefixes, plan, start + A, cache if keep_cache else None, set(stops))
+                st = self._check_stops(st, stop, trunc, n, live)
+            if final is not None:
+                st = _keep_rows(final, st, live, R)
+        seq_slots = [plan.seq_slots[f] for f in fan_r[:n]]
+        return self._collect(st, n, trunc, prefixes, seq_slots, start + A, cache if keep_cache else None, set(stops))
+
+    def _stop_tokens(self, stop: tuple[str, ...]) -> list[int]:
+        """Tokens whose own text contains a stop string: a row that samples one has stopped, so the decode loop marks
+        it done on the device and ends once every row is (where the host cuts the text is unchanged: stops that
+        span tokens are still found between chunks)."""
+        if not stop:
+            return []
+        if stop not in self._stop_token_ids:
+            n = min(self.cfg.vocab_size, int(getattr(self.tokenizer, "vocab_size", self.cfg.vocab_size)))
+            self._stop_token_ids[stop] = [t for t in range(n) if any(s in self._decode_text([t]) for s in stop)]
+        return self._stop_token_ids[stop]
 
     def _make_cache(self, src_cache, src_rows, R: int, S: int) -> tuple:
         shape = (R, self.cfg.num_kv_heads, S, self.cfg.head_dim)
@@ -317,22 +375,23 @@ class Sampler:
         rows = np.asarray(list(src_rows) + [0] * (R - len(src_rows)), np.int32)
         return _gather_rows(src_cache, self._put(rows, ("batch",)), S)
 
-    def _check_stops(self, st: DecodeState, stop, trunc: dict, n: int) -> DecodeState:
-        """Mark rows whose decoded text now contains a stop string as done; remember where to cut them."""
+    def _check_stops(self, st: DecodeState, stop, trunc: dict, n: int, live: np.ndarray) -> DecodeState:
+        """Mark rows whose decoded text now contains a stop string as done; remember where to cut them (``trunc``:
+        output row -> tokens kept; ``live``: batch row -> output row)."""
         toks, lens, done = np.asarray(st.tokens_bn), np.asarray(st.length_b), np.asarray(st.done_b)
         newly = done.copy()
-        for r in range(n):
-            if r in trunc or lens[r] == 0:
+        for r, o in enumerate(live):
+            if o >= n or lens[r] == 0 or (o in trunc and newly[r]):
                 continue
-            cut = find_stop(toks[r, :lens[r]], stop, self._decode_text)
+            cut = trunc.get(o) or find_stop(toks[r, :lens[r]], stop, self._decode_text)
             if cut is not None:
-                trunc[r] = cut
+                trunc[o] = cut
                 newly[r] = True
         if (newly != done).any():
             st = st._replace(done_b=self._put(newly, ("batch",)))
         return st
 
-    def _collect(self, st: DecodeState, n, trunc, prefixes, plan, dec_start, cache, stopset) -> SampleOutput:
+    def _collect(self, st: DecodeState, n, trunc, prefixes, seq_slots, dec_start, cache, stopset) -> SampleOutput:
         toks, lp, slp = np.asarray(st.tokens_bn), np.asarray(st.logp_bn), np.asarray(st.slogp_bn)
         lens = np.asarray(st.length_b)
         tokens, logps, slogps, reasons, slots = [], [], [], [], []
@@ -348,7 +407,7 @@ class Sampler:
                 reasons.append("eos")
             else:
                 reasons.append("length")
-            slots.append(np.concatenate([plan.seq_slots[r], np.arange(dec_start, dec_start + max(L - 1, 0))]))
+            slots.append(np.concatenate([seq_slots[r], np.arange(dec_start, dec_start + max(L - 1, 0))]))
         texts = [self._decode_text(t) for t in tokens] if self.tokenizer is not None else None
         ref = CacheRef(cache, slots) if cache is not None else None
         return SampleOutput(tokens, logps, slogps, np.asarray([len(t) for t in tokens]), reasons,
@@ -371,6 +430,17 @@ def _stream_ids(row_ids: Sequence[int] | None, n: int) -> list[int]:
         raise ValueError(f"row_ids must be {n} distinct ints in [0, 2**30) (one per output row), got {len(ids)} "
                          f"ids, {len(set(ids))} distinct, range [{min(ids, default=0)}, {max(ids, default=0)}]")
     return ids
+
+
+def _keep_rows(final: DecodeState | None, st: DecodeState, live: np.ndarray, rows: int) -> DecodeState:
+    """Host copies of every output row's decode state: ``st``'s rows written at their output rows ``live``."""
+    host = [np.asarray(x) for x in st]
+    if final is None:
+        final = DecodeState(*[np.zeros((rows, *x.shape[1:]), x.dtype) if x.ndim else x for x in host])
+    for f, x in zip(final, host):
+        if x.ndim:
+            f[live] = x
+    return final._replace(step=host[-1])
 
 
 # The cache is a tuple of per-layer (keys, values) pairs, each [B, K, S, E]: rows on axis 0, slots on axis 2.

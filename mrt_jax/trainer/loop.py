@@ -83,10 +83,14 @@ def end_step(step: int, state, metrics: dict, *, steps: int, eval_every: int, ev
 
 def run_steps(state, source: StepSource, learn, *, start: int, steps: int, eval_every: int,
               evaluate: Callable[[str], dict], timer, logger, ckpt, guard) -> tuple[Any, int, dict]:
-    """Steps ``start + 1 .. steps`` -> (state, the last step done, the latest evaluation)."""
+    """Steps ``start + 1 .. steps`` -> (state, the last step done, the latest evaluation). Each step's metrics
+    count its XLA compilations (``compiles``: fetch, learn and sync; evaluation not included)."""
+    from mrt_jax.metrics import compile_count
+
     last_eval: dict = {}
     step = start
     while step < steps:
+        compiles = compile_count()
         with timer(source.fetch_timer):
             got = source.fetch(step)
         if got is None:  # stopped while waiting for data: save the step we are at
@@ -100,7 +104,8 @@ def run_steps(state, source: StepSource, learn, *, start: int, steps: int, eval_
         step += 1
         with timer(source.sync_timer):
             source.sync(step, state)
-        last_eval, stop = end_step(step, state, {**metrics, **{k: float(v) for k, v in m.items()}}, steps=steps,
+        metrics = {**metrics, **{k: float(v) for k, v in m.items()}, "compiles": compile_count() - compiles}
+        last_eval, stop = end_step(step, state, metrics, steps=steps,
                                    eval_every=eval_every, evaluate=evaluate, last_eval=last_eval, timer=timer,
                                    logger=logger, ckpt=ckpt, items=source.items(step), guard=guard)
         if stop:
