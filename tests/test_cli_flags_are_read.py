@@ -17,7 +17,8 @@ ELSEWHERE = {"experiments.config", "experiments.study"}
 CLIS = ["experiments.evaluate", "experiments.compare", "experiments.analyze_traces", "experiments.disaggregated",
         "mrt_jax.distributed.check",
         "launch.tpu_vm", "mrt_jax.distributed.aot", "benchmarks.eval_cost", "benchmarks.sampler_cpu",
-        "benchmarks.sampler_fork", "benchmarks.sampler_gpu", "benchmarks.train_step_cpu", "benchmarks.train_step_gpu"]
+        "benchmarks.sampler_fork", "benchmarks.sampler_gpu", "benchmarks.rl_step_cpu", "benchmarks.train_step_cpu",
+        "benchmarks.train_step_gpu"]
 
 
 class _Captured(Exception):

@@ -102,7 +102,7 @@ def _rows(run_dir) -> list[dict]:
 
 
 def _computed(row: dict) -> dict:
-    return {k: v for k, v in row.items() if not k.startswith("time/") and k != "wall"}
+    return {k: v for k, v in row.items() if not k.startswith("time/") and k not in ("wall", "compiles")}
 
 
 def _final_state(run_dir) -> tuple[int, dict[str, np.ndarray]]:

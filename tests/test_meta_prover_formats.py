@@ -12,6 +12,7 @@ from experiments.job_parts import rollout_settings
 from experiments.setup_model import build, prompt_format
 from mrt_jax.data import PLAIN, R1, get_task
 from mrt_jax.errors import UserError
+from mrt_jax.rewards.scorer import ExactScorer
 from mrt_jax.sampling import Branch, Sampler
 from mrt_jax.sampling.stops import BOX_CLOSED
 from mrt_jax.sampling.toy import ToyTokenizer
@@ -56,11 +57,11 @@ def test_j_is_nonzero_under_the_r1_suffix_where_the_old_newline_stop_scored_zero
     trace = sampler.prefill([prompt], [thinking])
     branch = [Branch(row=0, position=len(thinking), text=fmt.forced_termination_suffix, n=1)]
     s = rollout_settings(cfg, 32, fmt)
-    verify = get_task("arithmetic").verify
-    j, _ = estimate_j(sampler, trace, branch, ["5"], verify, s, jax.random.key(0))
+    scorer = ExactScorer(get_task("arithmetic").verify)  # the task's exact verifier, as the job scores it
+    j, _, _ = estimate_j(sampler, trace, branch, ["5"], scorer, s, jax.random.key(0))
     assert j[0] == 1.0
-    wrong, _ = estimate_j(sampler, trace, branch, ["6"], verify, s, jax.random.key(0))
+    wrong, _, _ = estimate_j(sampler, trace, branch, ["6"], scorer, s, jax.random.key(0))
     assert wrong[0] == 0.0  # the verifier reads the box: J measures correctness, not just an answer
     old = dataclasses.replace(s, answer_stop=("\n",), meta_max_tokens=16)  # the stop hard-coded before issue 15
-    j_old, spent = estimate_j(sampler, trace, branch, ["5"], verify, old, jax.random.key(0))
+    j_old, spent, _ = estimate_j(sampler, trace, branch, ["5"], scorer, old, jax.random.key(0))
     assert j_old[0] == 0.0 and spent[0] < len(answer)
