@@ -63,8 +63,9 @@ def _train(cfg, parts, mesh, local_build: bool, resume: bool, t_start: float) ->
     from flax import nnx
 
     from experiments.job_parts import finish_run, make_evaluate, make_learner, read_eval
+    from experiments.job_setup import sampler_mesh_for
     from mrt_jax.checkpointing import PreemptionGuard
-    from mrt_jax.distributed import allgather_rows, is_main_process, local_mesh_of, local_replica, process_share
+    from mrt_jax.distributed import allgather_rows, is_main_process, local_replica, process_share
     from mrt_jax.metrics import MetricsLogger, StepTimer
     from mrt_jax.sampling import Sampler
     from mrt_jax.trainer import StepSource, collect, copy_into_sampler, load_into_sampler, run_steps
@@ -76,10 +77,11 @@ def _train(cfg, parts, mesh, local_build: bool, resume: bool, t_start: float) ->
         params = jax.tree.map(np.asarray, params)  # identical on every process: a replicated host value
     state, learn, ckpt = make_learner(cfg, model.cfg, mesh, params)
 
-    sampler_mesh = local_mesh_of(mesh) if mesh is not None else None  # a full replica on this process's devices
+    # A replica on this process's devices: a full copy per chip, or split over --sampler_tensor chips.
+    sampler_mesh, sampler_specs = sampler_mesh_for(cfg, mesh, model.cfg)
     if sampler_mesh is not None:  # the sampler starts from that replica: it never touches the learner's mesh
         graphdef, replica = nnx.split(model)
-        nnx.replace_by_pure_dict(replica, local_replica(state.params, sampler_mesh))
+        nnx.replace_by_pure_dict(replica, local_replica(state.params, sampler_mesh, sampler_specs))
         model = nnx.merge(graphdef, replica)
     sampler = Sampler(model, parts.tokenizer, mesh=sampler_mesh, max_cache_len=parts.cache_len)
 
@@ -98,7 +100,7 @@ def _train(cfg, parts, mesh, local_build: bool, resume: bool, t_start: float) ->
         if sampler_mesh is None:
             copy_into_sampler(sampler, state.params)
         else:  # all processes take part: an all-gather over the learner's mesh, into fresh local buffers
-            load_into_sampler(sampler, local_replica(state.params, sampler_mesh))
+            load_into_sampler(sampler, local_replica(state.params, sampler_mesh, sampler_specs))
 
     def fetch(done: int):
         prompts, golds = parts.prompts_of(data.next_batch())

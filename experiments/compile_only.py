@@ -20,6 +20,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
 
 from experiments.job_shapes import JobShapes, job_shapes, sampler_calls
 from mrt_jax.distributed.memory import GiB
@@ -80,7 +81,8 @@ def _cache_bytes(cfg_model, shape, shards: int, slots: int) -> int:
 
 def compile_job(cfg, lcfg, shapes: JobShapes | None = None) -> dict:
     """Compile the job's programs for ``cfg.tpu`` and return the report (a JSON-able dict)."""
-    from mrt_jax.distributed import get_slice, local_mesh_of
+    from experiments.job_setup import sampler_mesh_for
+    from mrt_jax.distributed import get_slice
     from mrt_jax.distributed.aot import one_host_slice, slice_devices
     from mrt_jax.learner import abstract_train_state, batch_sharding, make_train_step
     from mrt_jax.sampling.programs import abstract_weights, sampler_programs, sampler_shards
@@ -91,7 +93,9 @@ def compile_job(cfg, lcfg, shapes: JobShapes | None = None) -> dict:
     mcfg = shapes.model_cfg
     devices = slice_devices(spec)
     mesh = make_mesh(1, len(devices), 1, devices=devices)  # the job's learner mesh (experiments.mrt_math._mesh)
-    sampler_mesh = local_mesh_of(mesh)  # one process's chips: a full replica, rows split over them
+    # One process's chips, as the job lays them out: rows split over them, the weights whole or split over tensor.
+    sampler_mesh, sampler_specs = sampler_mesh_for(cfg, mesh, mcfg)
+    tensor = sampler_mesh.shape["tensor"]
     processes = len(devices) // len(sampler_mesh.devices.flat)
     programs: dict[str, dict] = {}
 
@@ -125,7 +129,7 @@ def compile_job(cfg, lcfg, shapes: JobShapes | None = None) -> dict:
         # shape: compile there (the per-chip bytes are those of the job's sampler mesh).
         host = one_host_slice(spec)
         why = re.sub(r"^.*?RET_CHECK failure \([^)]*\) ", "", str(e).strip().splitlines()[0])[:240]
-        sampler_mesh = make_mesh(len(sampler_mesh.devices.flat), 1, 1, devices=slice_devices(host))
+        sampler_mesh = make_mesh(len(sampler_mesh.devices.flat) // tensor, 1, tensor, devices=slice_devices(host))
         notes.append(f"libtpu refuses to compile for {len(sampler_mesh.devices.flat)} of the {len(devices)} chips of "
                      f"{spec.name} ({why}); the sampler programs were compiled on a one-host {host.name} instead. "
                      f"The job's per-host sampler may meet the same refusal on the real slice: check it there")
@@ -135,6 +139,9 @@ def compile_job(cfg, lcfg, shapes: JobShapes | None = None) -> dict:
     weights = abstract_weights(mcfg, sampler_mesh)
     fast_own = per_chip_bytes(weights.layers) + (0 if mcfg.tie_word_embeddings else per_chip_bytes(weights.head))
     replica = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(state.params))
+    if sampler_specs is not None:  # split over tensor: each chip holds its shard of every weight
+        replica = sum(int(np.prod(NamedSharding(sampler_mesh, sampler_specs[n]).shard_shape(x.shape)))
+                      * np.dtype(x.dtype).itemsize for n, x in state.params.items())
     held = {}
     for i, call in enumerate(calls):
         s = call.shape
@@ -171,7 +178,9 @@ def report_table(rep: dict) -> str:
         lines.append(f"  {phase:<8}{total / GiB:8.2f} GiB  dominated by {top} ({parts[top] / GiB:.2f} GiB); "
                      + ", ".join(f"{k} {v / GiB:.2f}" for k, v in parts.items()))
     lines += [f"note: {n}" for n in rep["notes"]]
-    verdict = "fits" if rep["peak"] <= hbm else f"does NOT fit: over by {(rep['peak'] - hbm) / GiB:.2f} GiB"
+    verdict = "fits" if rep["peak"] <= hbm else (
+        f"does NOT fit: over by {(rep['peak'] - hbm) / GiB:.2f} GiB; the sampler's weights shrink with "
+        f"--param_dtype=bf16 or --sampler_tensor=N (split over N of a host's chips; N divides them and the KV heads)")
     lines.append(f"peak {rep['peak'] / GiB:.2f} GiB per chip: {verdict}")
     return "\n".join(lines)
 

@@ -92,6 +92,10 @@ class ExperimentConfig:
     param_dtype: str = "float32"
     compute_dtype: str = "float32"
     remat: bool = False
+    # The colocated sampler's layout on each process's chips: 0 = auto (a full replica per chip unless a TPU
+    # slice's chip cannot hold one, then split over the fewest chips that fit), N = split weights and KV heads
+    # over N chips (tensor-parallel decode).
+    sampler_tensor: int = 0
     # Warm start (small from-scratch models only). Its own seed: RL seeds of a study share one base model.
     sft_steps: int = 2000
     sft_learning_rate: float = 3e-3
@@ -192,7 +196,7 @@ class ExperimentConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name}={getattr(self, name)!r} is not allowed; choose one of "
                                  f"{', '.join(repr(a) for a in allowed)}")
-        for name, low in (("max_staleness", 0), ("sampler_id", 0), ("num_samplers", 1)):
+        for name, low in (("max_staleness", 0), ("sampler_id", 0), ("num_samplers", 1), ("sampler_tensor", 0)):
             if getattr(self, name) < low:
                 raise ValueError(f"--{name} must be >= {low}, got {getattr(self, name)}")
         if self.sampler_id >= self.num_samplers:

@@ -40,6 +40,8 @@ INERT: dict[str, tuple[Callable, str]] = {
                                               "--dynamic_sampling's choice of groups would)"),
     "overlong_buffer": (_star_ignores_rewards, "MRT-STaR's advantage does not read the shaped reward (only "
                                                "--dynamic_sampling's choice of groups would)"),
+    "sampler_tensor": (lambda c: c.sync == "disaggregated", "the disaggregated sampler lays its weights out over "
+                                                            "its own processes' mesh"),
     "top_p": (lambda c: c.temperature == 0, "rollouts are greedy with --temperature=0"),
     "overlong_factor": (lambda c: c.overlong_buffer == 0, "it scales the penalty of --overlong_buffer > 0"),
     "dynamic_rounds": (lambda c: not c.dynamic_sampling, "it bounds the refills of --dynamic_sampling"),

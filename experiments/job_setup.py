@@ -42,6 +42,39 @@ def make_mesh_for(cfg):
     return None if n == 1 else make_mesh(data=1, fsdp=n, tensor=1)
 
 
+def sampler_mesh_for(cfg, mesh, model_cfg) -> tuple[Any, Any]:
+    """The colocated sampler's mesh on this process's chips and its replica's layout -> (mesh or None, specs or
+    None). ``--sampler_tensor=0`` (auto): a full replica per chip, split over the smallest tensor degree that fits
+    only on a TPU slice whose chip cannot hold it (``planner.sampler_tensor``, beside the learner's shard of
+    params and Adam moments); N > 0: split over N chips (1: a full replica)."""
+    from mrt_jax.distributed import get_slice
+    from mrt_jax.distributed.planner import PlanError
+    from mrt_jax.distributed.replica import local_mesh_of, sampler_layout, tensor_specs
+
+    tensor = cfg.sampler_tensor
+    if mesh is None:
+        if tensor > 1:
+            raise UserError(f"--sampler_tensor={tensor} splits the sampler over this process's chips, but the job "
+                            f"sees one device; use --sampler_tensor=0 or 1 here")
+        return None, None
+    if tensor == 0:
+        if cfg.tpu in ("cpu", "gpu"):
+            return local_mesh_of(mesh), None
+        learner_shard = 3 * model_cfg.num_params * 4 // mesh.size  # float32 params + two Adam moments, fsdp
+        try:
+            return sampler_layout(mesh, model_cfg, get_slice(cfg.tpu).memory_per_chip(), beside=learner_shard)
+        except PlanError as e:
+            raise UserError(f"--tpu={cfg.tpu}: {e}") from e
+    if model_cfg.num_kv_heads % tensor:
+        raise UserError(f"--sampler_tensor={tensor} must divide the model's {model_cfg.num_kv_heads} KV heads "
+                        f"(the cache splits by head)")
+    try:
+        local = local_mesh_of(mesh, tensor)
+    except ValueError as e:
+        raise UserError(f"--sampler_tensor: {e}") from e
+    return (local, None) if tensor == 1 else (local, tensor_specs(local, model_cfg))
+
+
 def prepare_run_dir(cfg, *, write: bool = True) -> bool:
     """Create the run dir; refuse a dir whose stored config differs. Returns whether to resume. Every process
     checks; only the one with ``write`` (process 0) writes config.json (as a whole: others may be reading it).

@@ -83,6 +83,7 @@ def _inert_case(name):
         "task": (["--dataset=easy-math"], "linear"), "difficulty": (["--dataset=easy-math"], "2"),
         "eval_dataset": ([], "x.jsonl"), "dataset_format": ([], "gsm8k"), "on_bad_row": ([], "skip"),
         "reward_timeout": ([], "1.0"), "reward_workers": (["--reward=task"], "4"),
+        "sampler_tensor": (["--sync=disaggregated"], "2"),
     }
     return cases[name]
 

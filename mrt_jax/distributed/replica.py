@@ -96,17 +96,23 @@ def _layout_fn(treedef, mesh: Mesh, specs: tuple):
     return _REPLICATE_CACHE[key]
 
 
+def tensor_specs(local_mesh: Mesh, cfg) -> Any:
+    """The PartitionSpecs of a sampler replica split over ``local_mesh``'s ``tensor`` axis (the model's logical
+    axes: heads and MLP columns over ``tensor``; a dim ``tensor`` does not divide stays whole), for
+    ``local_replica``."""
+    from mrt_jax.models import PARAM_AXES, param_shapes
+    from mrt_jax.sharding import logical_to_spec
+
+    return {n: logical_to_spec(PARAM_AXES[n], s, local_mesh) for n, s in param_shapes(cfg).items()}
+
+
 def sampler_layout(mesh: Mesh, cfg, chip_bytes: int, *, beside: int = 0) -> tuple[Mesh, Any]:
     """This process's sampler mesh and the layout of its replica: ``(local_mesh_of(mesh), None)`` (a full replica
     per chip) when it fits, else split over the smallest ``tensor`` that fits (``planner.sampler_tensor``) with
     the PartitionSpecs to pass to ``local_replica``. ``beside``: bytes a chip holds besides the sampler's weights."""
     from mrt_jax.distributed.planner import sampler_tensor
-    from mrt_jax.models import PARAM_AXES, param_shapes
-    from mrt_jax.sharding import logical_to_spec
 
     chips = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
     tensor = sampler_tensor(cfg, chips, chip_bytes, beside=beside)
     local = local_mesh_of(mesh, tensor)
-    if tensor == 1:
-        return local, None
-    return local, {n: logical_to_spec(PARAM_AXES[n], s, local) for n, s in param_shapes(cfg).items()}
+    return (local, None) if tensor == 1 else (local, tensor_specs(local, cfg))
