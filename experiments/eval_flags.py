@@ -19,13 +19,16 @@ def inert_eval_flags(args: argparse.Namespace, defaults: dict, dataset: str, *,
                      run_data: bool = False) -> list[tuple[str, str]]:
     """(flag, why) for each flag given away from its default that the evaluation of ``dataset`` would not read.
     ``run_data``: the problems are the held-out rows of a run's own ``--dataset``, read as the run recorded."""
-    from_file = looks_like_file(dataset)
+    from mrt_jax.data.training_data import BUNDLED
+
+    bundled = dataset in BUNDLED
+    from_file = looks_like_file(dataset) or bundled
     tokenizer_from_task = args.run_dir is None and (args.model in FROM_SCRATCH or
                                                     (args.model or "").startswith(ARCH_PREFIX))
     rules = {
-        "dataset_format": (not from_file or run_data,
+        "dataset_format": (not from_file or run_data or bundled,
                            "it picks the reader of a data file given by --dataset (a procedural task has none; a "
-                           "run's own data is read in the format its config.json records)"),
+                           "bundled dataset and a run's own data are read in their recorded layout)"),
         "task": (not (from_file and tokenizer_from_task),
                  "it picks the tokenizer of a from-scratch --model for a data file (a run or a procedural dataset "
                  "brings its own)"),

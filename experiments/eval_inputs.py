@@ -191,7 +191,13 @@ def run_problems(run_cfg, count: int) -> Problems:
 
 
 def load_problems(dataset: str, count: int, *, seed: int, dataset_format: str, task: str) -> Problems:
-    """``dataset``: a procedural task (``arithmetic``, ``arithmetic:2``, ``gym:<name>:1``) or a data file path."""
+    """``dataset``: a procedural task (``arithmetic``, ``arithmetic:2``, ``gym:<name>:1``), a data file path, or a
+    dataset shipped with the package (``easy-math``, read in its own layout, as training reads it)."""
+    from mrt_jax.data.training_data import BUNDLED
+
+    if dataset in BUNDLED:
+        path, layout = BUNDLED[dataset]
+        return _from_file(path, count, layout, task)
     if looks_like_file(dataset):
         if not os.path.isfile(dataset):
             raise UserError(f"--dataset={dataset!r}: no such file")

@@ -45,8 +45,9 @@ def make_mesh_for(cfg):
 def sampler_mesh_for(cfg, mesh, model_cfg) -> tuple[Any, Any]:
     """The colocated sampler's mesh on this process's chips and its replica's layout -> (mesh or None, specs or
     None). ``--sampler_tensor=0`` (auto): a full replica per chip, split over the smallest tensor degree that fits
-    only on a TPU slice whose chip cannot hold it (``planner.sampler_tensor``, beside the learner's shard of
-    params and Adam moments); N > 0: split over N chips (1: a full replica)."""
+    only on a TPU slice whose chip cannot hold it (``planner.sampler_tensor``: the replica, its fast weights and
+    the new replica of a weight sync, beside the learner's shard of params and Adam moments; the learner step's
+    own temporaries are what ``--compile_only`` adds); N > 0: split over N chips (1: a full replica)."""
     from mrt_jax.distributed import get_slice
     from mrt_jax.distributed.planner import PlanError
     from mrt_jax.distributed.replica import local_mesh_of, sampler_layout, tensor_specs
@@ -62,7 +63,8 @@ def sampler_mesh_for(cfg, mesh, model_cfg) -> tuple[Any, Any]:
             return local_mesh_of(mesh), None
         learner_shard = 3 * model_cfg.num_params * 4 // mesh.size  # float32 params + two Adam moments, fsdp
         try:
-            return sampler_layout(mesh, model_cfg, get_slice(cfg.tpu).memory_per_chip(), beside=learner_shard)
+            return sampler_layout(mesh, model_cfg, get_slice(cfg.tpu).memory_per_chip(), beside=learner_shard,
+                                  sync_copy=True)
         except PlanError as e:
             raise UserError(f"--tpu={cfg.tpu}: {e}") from e
     if model_cfg.num_kv_heads % tensor:

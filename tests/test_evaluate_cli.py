@@ -228,6 +228,7 @@ def test_inert_flags_are_refused(tmp_path, capsys):
         (["--episode_grid=8"], "--episode_grid does nothing here"),
         (["--max_extensions=2"], "--max_extensions does nothing here"),
         ([f"--dataset={good}", "--seed=3"], "--seed does nothing here"),
+        (["--dataset=easy-math", "--dataset_format=gsm8k"], "--dataset_format does nothing here"),  # bundled
     ]
     for flags, message in cases:
         _one_line_error(capsys, ["--model=tiny", *flags, out], message)
@@ -235,3 +236,15 @@ def test_inert_flags_are_refused(tmp_path, capsys):
     for flags in (["--dataset_format=gsm8k"], ["--task=countdown"], ["--seed=3", "--n=2"],
                   ["--episode_rule=grid", "--episode_grid=8"], ["--extrapolate=200", "--max_extensions=2"]):
         _one_line_error(capsys, ["--model=tiny", f"--dataset={missing}", *flags, out], "missing.jsonl': no such file")
+
+
+def test_a_bundled_dataset_is_read_as_training_reads_it():
+    """``--dataset=easy-math`` (what --preset=smollm2-math trains on) names the same rows here as in training."""
+    from experiments.eval_inputs import load_problems
+    from mrt_jax.data.training_data import BUNDLED
+
+    problems = load_problems("easy-math", 5, seed=0, dataset_format="math500", task="arithmetic")
+    path, _ = BUNDLED["easy-math"]
+    rows = [json.loads(line) for line in open(path)][:5]
+    assert problems.questions == [r["problem"] for r in rows]
+    assert list(problems.answers) == [r["answer"] for r in rows]

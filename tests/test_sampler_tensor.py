@@ -101,3 +101,21 @@ def test_compile_only_compiles_and_counts_the_split_sampler(capsys, tmp_path, mo
     assert split["replica"] < full["replica"] and split["replica"] - embed < 0.6 * (full["replica"] - embed)
     assert split["fast_weights"] < 0.6 * full["fast_weights"]
     assert set(reports[2]["programs"]) == set(reports[1]["programs"])  # the same programs, on the split mesh
+
+
+@pytest.mark.parametrize("model, slice_name, dtype, want", [
+    ("r1-distill-qwen-1.5b", "v5e-64", "float32", 2),  # compile-only: 19.3 GiB per chip whole, 9.8 split in two
+    ("r1-distill-qwen-1.5b", "v5e-64", "bfloat16", 1),  # compile-only: 9.7 GiB whole
+    ("r1-distill-qwen-7b", "v5p-16", "float32", 2),
+])
+def test_auto_splits_where_the_replica_and_a_sync_copy_do_not_fit(model, slice_name, dtype, want):
+    """The planner's auto choice counts what compile-only found at the sync phase's peak: the replica, its fast
+    weights and the new replica a weight sync builds, beside the learner's shard."""
+    from mrt_jax.distributed.planner import sampler_tensor
+    from mrt_jax.slice_presets import get_slice
+
+    cfg, spec = get_preset(model).replace(param_dtype=dtype), get_slice(slice_name)
+    beside = 3 * cfg.num_params * 4 // spec.chips
+    assert sampler_tensor(cfg, spec.chips // spec.hosts, spec.memory_per_chip(), beside=beside,
+                          sync_copy=True) == want
+    assert sampler_tensor(cfg, spec.chips // spec.hosts, spec.memory_per_chip(), beside=beside) == 1  # weights alone

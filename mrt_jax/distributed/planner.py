@@ -189,12 +189,18 @@ def sampler_weight_bytes(cfg: ModelConfig) -> int:
 
 
 def sampler_tensor(cfg: ModelConfig, chips: int, chip_bytes: int, *, beside: int = 0,
-                   usable_fraction: float = 0.9) -> int:
+                   usable_fraction: float = 0.9, sync_copy: bool = False) -> int:
     """The smallest tensor-parallel degree over one host's ``chips`` at which the sampler's weights
     (:func:`sampler_weight_bytes` / t) and ``beside`` (what else a chip holds: the learner's shard, caches) fit
     in ``usable_fraction`` of ``chip_bytes``. It divides ``chips`` and the KV heads (the cache splits by head too).
-    Raises PlanError naming what would fit when even all of the host's chips are not enough."""
+    ``sync_copy``: count the new replica a weight sync builds while the old one is still held (the peak of a
+    colocated job's sync phase in ``--compile_only``). Raises PlanError naming what would fit when even all of the
+    host's chips are not enough."""
+    from mrt_jax.distributed.memory import _itemsize
+
     weights, usable = sampler_weight_bytes(cfg), int(chip_bytes * usable_fraction)
+    if sync_copy:
+        weights += cfg.num_params * _itemsize(cfg.param_dtype)
     options = [t for t in range(1, chips + 1) if chips % t == 0 and cfg.num_kv_heads % t == 0]
     for t in options:
         if -(-weights // t) + beside <= usable:

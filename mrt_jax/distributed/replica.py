@@ -106,13 +106,15 @@ def tensor_specs(local_mesh: Mesh, cfg) -> Any:
     return {n: logical_to_spec(PARAM_AXES[n], s, local_mesh) for n, s in param_shapes(cfg).items()}
 
 
-def sampler_layout(mesh: Mesh, cfg, chip_bytes: int, *, beside: int = 0) -> tuple[Mesh, Any]:
+def sampler_layout(mesh: Mesh, cfg, chip_bytes: int, *, beside: int = 0, sync_copy: bool = False
+                   ) -> tuple[Mesh, Any]:
     """This process's sampler mesh and the layout of its replica: ``(local_mesh_of(mesh), None)`` (a full replica
     per chip) when it fits, else split over the smallest ``tensor`` that fits (``planner.sampler_tensor``) with
-    the PartitionSpecs to pass to ``local_replica``. ``beside``: bytes a chip holds besides the sampler's weights."""
+    the PartitionSpecs to pass to ``local_replica``. ``beside``: bytes a chip holds besides the sampler's weights;
+    ``sync_copy``: count the replica a weight sync builds beside the old one (``planner.sampler_tensor``)."""
     from mrt_jax.distributed.planner import sampler_tensor
 
     chips = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
-    tensor = sampler_tensor(cfg, chips, chip_bytes, beside=beside)
+    tensor = sampler_tensor(cfg, chips, chip_bytes, beside=beside, sync_copy=sync_copy)
     local = local_mesh_of(mesh, tensor)
     return (local, None) if tensor == 1 else (local, tensor_specs(local, cfg))
