@@ -20,7 +20,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
+from jax.sharding import NamedSharding, PartitionSpec
 
 from experiments.job_shapes import JobShapes, job_shapes, sampler_calls
 from mrt_jax.distributed.memory import GiB
@@ -138,10 +138,9 @@ def compile_job(cfg, lcfg, shapes: JobShapes | None = None) -> dict:
     # The fast weights share the replica's embedding and final norm (and, tied, the output head); the rest is a copy.
     weights = abstract_weights(mcfg, sampler_mesh)
     fast_own = per_chip_bytes(weights.layers) + (0 if mcfg.tie_word_embeddings else per_chip_bytes(weights.head))
-    replica = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(state.params))
-    if sampler_specs is not None:  # split over tensor: each chip holds its shard of every weight
-        replica = sum(int(np.prod(NamedSharding(sampler_mesh, sampler_specs[n]).shard_shape(x.shape)))
-                      * np.dtype(x.dtype).itemsize for n, x in state.params.items())
+    specs = sampler_specs or {}  # none: a full copy per chip; else each chip holds its tensor shard of every weight
+    replica = per_chip_bytes({n: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(
+        sampler_mesh, specs.get(n, PartitionSpec()))) for n, x in state.params.items()})
     held = {}
     for i, call in enumerate(calls):
         s = call.shape

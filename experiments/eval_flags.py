@@ -21,15 +21,15 @@ def inert_eval_flags(args: argparse.Namespace, defaults: dict, dataset: str, *,
     ``run_data``: the problems are the held-out rows of a run's own ``--dataset``, read as the run recorded."""
     from mrt_jax.data.training_data import BUNDLED
 
-    bundled = dataset in BUNDLED
-    from_file = looks_like_file(dataset) or bundled
+    from_file = looks_like_file(dataset)
+    has_rows = from_file or dataset in BUNDLED  # problems read from rows (a file of the user's, or one we ship)
     tokenizer_from_task = args.run_dir is None and (args.model in FROM_SCRATCH or
                                                     (args.model or "").startswith(ARCH_PREFIX))
     rules = {
-        "dataset_format": (not from_file or run_data or bundled,
+        "dataset_format": (not from_file or run_data,
                            "it picks the reader of a data file given by --dataset (a procedural task has none; a "
                            "bundled dataset and a run's own data are read in their recorded layout)"),
-        "task": (not (from_file and tokenizer_from_task),
+        "task": (not (has_rows and tokenizer_from_task),
                  "it picks the tokenizer of a from-scratch --model for a data file (a run or a procedural dataset "
                  "brings its own)"),
         "episode_rule": (args.episodes == 0, "--episodes=0 turns pass@1 by episode off"),

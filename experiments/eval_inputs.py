@@ -193,10 +193,10 @@ def run_problems(run_cfg, count: int) -> Problems:
 def load_problems(dataset: str, count: int, *, seed: int, dataset_format: str, task: str) -> Problems:
     """``dataset``: a procedural task (``arithmetic``, ``arithmetic:2``, ``gym:<name>:1``), a data file path, or a
     dataset shipped with the package (``easy-math``, read in its own layout, as training reads it)."""
-    from mrt_jax.data.training_data import BUNDLED
+    from mrt_jax.data.training_data import BUNDLED, resolve_bundled
 
     if dataset in BUNDLED:
-        path, layout = BUNDLED[dataset]
+        path, layout = resolve_bundled(dataset, dataset_format)
         return _from_file(path, count, layout, task)
     if looks_like_file(dataset):
         if not os.path.isfile(dataset):

@@ -49,7 +49,7 @@ def sampler_mesh_for(cfg, mesh, model_cfg) -> tuple[Any, Any]:
     the new replica of a weight sync, beside the learner's shard of params and Adam moments; the learner step's
     own temporaries are what ``--compile_only`` adds); N > 0: split over N chips (1: a full replica)."""
     from mrt_jax.distributed import get_slice
-    from mrt_jax.distributed.planner import PlanError
+    from mrt_jax.distributed.planner import PlanError, learner_shard_bytes
     from mrt_jax.distributed.replica import local_mesh_of, sampler_layout, tensor_specs
 
     tensor = cfg.sampler_tensor
@@ -61,10 +61,9 @@ def sampler_mesh_for(cfg, mesh, model_cfg) -> tuple[Any, Any]:
     if tensor == 0:
         if cfg.tpu in ("cpu", "gpu"):
             return local_mesh_of(mesh), None
-        learner_shard = 3 * model_cfg.num_params * 4 // mesh.size  # float32 params + two Adam moments, fsdp
         try:
-            return sampler_layout(mesh, model_cfg, get_slice(cfg.tpu).memory_per_chip(), beside=learner_shard,
-                                  sync_copy=True)
+            return sampler_layout(mesh, model_cfg, get_slice(cfg.tpu).memory_per_chip(),
+                                  beside=learner_shard_bytes(model_cfg, mesh.size), sync_copy=True)
         except PlanError as e:
             raise UserError(f"--tpu={cfg.tpu}: {e}") from e
     if model_cfg.num_kv_heads % tensor:

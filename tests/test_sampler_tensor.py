@@ -111,11 +111,11 @@ def test_compile_only_compiles_and_counts_the_split_sampler(capsys, tmp_path, mo
 def test_auto_splits_where_the_replica_and_a_sync_copy_do_not_fit(model, slice_name, dtype, want):
     """The planner's auto choice counts what compile-only found at the sync phase's peak: the replica, its fast
     weights and the new replica a weight sync builds, beside the learner's shard."""
-    from mrt_jax.distributed.planner import sampler_tensor
+    from mrt_jax.distributed.planner import learner_shard_bytes, sampler_tensor
     from mrt_jax.slice_presets import get_slice
 
     cfg, spec = get_preset(model).replace(param_dtype=dtype), get_slice(slice_name)
-    beside = 3 * cfg.num_params * 4 // spec.chips
+    beside = learner_shard_bytes(cfg, spec.chips)  # what the job's auto layout (job_setup.sampler_mesh_for) counts
     assert sampler_tensor(cfg, spec.chips // spec.hosts, spec.memory_per_chip(), beside=beside,
                           sync_copy=True) == want
     assert sampler_tensor(cfg, spec.chips // spec.hosts, spec.memory_per_chip(), beside=beside) == 1  # weights alone

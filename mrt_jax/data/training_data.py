@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # name -> (file, layout): small datasets shipped in the package (see mrt_jax/data/files/README.md).
 BUNDLED: dict[str, tuple[str, str]] = {"easy-math": (os.path.join(_HERE, "files", "easy_math.jsonl"), "math500")}
+
+
+def resolve_bundled(path: str, dataset_format: str) -> tuple[str, str]:
+    """(file, layout) of a bundled dataset name (it brings its own layout); any other path as given."""
+    return BUNDLED.get(path, (path, dataset_format))
 ON_BAD_ROW = ("raise", "skip")
 
 
@@ -69,8 +74,7 @@ class Dataset:
         if on_bad_row not in ON_BAD_ROW:
             raise DataError(f"--on_bad_row={on_bad_row!r} is not allowed; choose one of {', '.join(ON_BAD_ROW)}")
         path, _, split = spec.partition("@")
-        if path in BUNDLED:
-            path, dataset_format = BUNDLED[path]
+        path, dataset_format = resolve_bundled(path, dataset_format)
         self.report: dict[str, Any] = {}
         if os.path.isdir(path):
             self._open_tfds(path, split)

@@ -188,6 +188,12 @@ def sampler_weight_bytes(cfg: ModelConfig) -> int:
     return (2 * n - shared) * _itemsize(cfg.param_dtype)
 
 
+def learner_shard_bytes(cfg: ModelConfig, chips: int) -> int:
+    """What each chip keeps of a learner fsdp over ``chips`` between steps (params and AdamW moments:
+    ``estimate_memory``'s persistent part): what lives beside a colocated sampler's weights."""
+    return estimate_memory(cfg, 1, chips, 1, batch=0, seq=0).persistent
+
+
 def sampler_tensor(cfg: ModelConfig, chips: int, chip_bytes: int, *, beside: int = 0,
                    usable_fraction: float = 0.9, sync_copy: bool = False) -> int:
     """The smallest tensor-parallel degree over one host's ``chips`` at which the sampler's weights

@@ -301,8 +301,7 @@ class Sampler:
         params = SamplingParams(jnp.float32(temperature if not greedy else 1.0), jnp.int32(top_k or 0),
                                 jnp.float32(top_p if top_p is not None else 1.0))
         stops = sorted(set(() if ignore_eos else self.eos_ids))
-        stop_ids = jnp.asarray(stops + self._stop_tokens(tuple(t for t in stop if isinstance(t, str))) or [-1],
-                               jnp.int32)
+        stop_ids = jnp.asarray(stops + self._stop_tokens(stop) or [-1], jnp.int32)
         ids = np.asarray(list(row_ids) + [2**31 - 1 - i for i in range(R - n)], np.uint32)
         keys = row_keys(seed, ids)
 
@@ -356,10 +355,12 @@ class Sampler:
         seq_slots = [plan.seq_slots[f] for f in fan_r[:n]]
         return self._collect(st, n, trunc, prefixes, seq_slots, start + A, cache if keep_cache else None, set(stops))
 
-    def _stop_tokens(self, stop: tuple[str, ...]) -> list[int]:
-        """Tokens whose own text contains a stop string: a row that samples one has stopped, so the decode loop marks
-        it done on the device and ends once every row is (where the host cuts the text is unchanged: stops that
-        span tokens, and rules such as ``BoxClosed`` that no single token meets, are found between chunks)."""
+    def _stop_tokens(self, rules: Sequence) -> list[int]:
+        """Tokens whose own text contains one of the stop strings of ``rules``: a row that samples one has stopped,
+        so the decode loop marks it done on the device and ends once every row is (where the host cuts the text is
+        unchanged: stops that span tokens, and rules such as ``BoxClosed`` that no single token meets, are found
+        between chunks)."""
+        stop = tuple(r for r in rules if isinstance(r, str))
         if not stop:
             return []
         if stop not in self._stop_token_ids:
