@@ -65,7 +65,6 @@ def run_algo(algo: str, steps: int, job_flags: list[str], compiles: Compiles) ->
     from experiments.config import parse_args
     from experiments.job_parts import build_job, make_learner
     from experiments.job_setup import make_mesh_for
-    from mrt_jax.data import PipelineConfig, prompt_iterator
     from mrt_jax.sampling import Sampler
     from mrt_jax.trainer import collect, copy_into_sampler
 
@@ -78,8 +77,7 @@ def run_algo(algo: str, steps: int, job_flags: list[str], compiles: Compiles) ->
     totals = dict.fromkeys(SPLIT, 0.0)
     for name in SPLIT:  # instance attributes: the rollout's own calls go through them
         setattr(sampler, name, _timed(getattr(sampler, name), totals, name))
-    data = prompt_iterator(parts.train_records, PipelineConfig(batch_size=cfg.prompts_per_step, seed=cfg.seed,
-                                                               process_index=0, process_count=1))
+    data = parts.prompt_stream(cfg.prompts_per_step, cfg.seed)  # the job's own stream (experiments.colocated)
     copy_into_sampler(sampler, state.params)
     rows = []
     for step in range(1, steps + 1):
@@ -87,9 +85,9 @@ def run_algo(algo: str, steps: int, job_flags: list[str], compiles: Compiles) ->
             totals[k] = 0.0
         c0, cs0 = compiles.count, compiles.seconds
         t0 = time.perf_counter()
-        prompts, golds = parts.prompts_of(next(data))
+        prompts, golds = parts.prompts_of(data.next_batch())
         ro = collect(sampler, parts.rollout_task, prompts, golds, parts.settings, seed=cfg.seed, step=step,
-                     more=lambda: parts.prompts_of(next(data)))
+                     more=lambda: parts.prompts_of(data.next_batch()))
         t1 = time.perf_counter()
         state, m = learn(state, ro.batch)
         jax.block_until_ready(m)

@@ -4,9 +4,10 @@ For every seed it trains GRPO and MRT from the same warm-started base with the s
 steps), and, with ``--equal_compute``, GRPO again for as many steps as buy the tokens MRT sampled (rollouts plus
 meta-prover answers), so MRT's extra sampling is paid for. The base model is a run with learning rate 0 (its weights
 stay the warm start), evaluated through the same code. Every run is then evaluated out of distribution
-(``--ood``, default: the training task one difficulty up), and ``experiments.compare`` draws and tabulates all of
-them: mean and spread over seeds per algorithm, in distribution and out of it. ``OUT/STUDY.md`` collects the tables
-and the command that made them. Runs that already finished are kept, so an interrupted study resumes.
+(``--ood``, default: the training task one difficulty up; none for a ``--dataset``), and ``experiments.compare``
+draws and tabulates all of them: mean and spread over seeds per algorithm, in distribution and out of it.
+``OUT/STUDY.md`` collects the tables and the command that made them. Runs that already finished are kept, so an
+interrupted study resumes.
 
 Flags it does not know go to ``experiments.mrt_math`` unchanged (``--preset=smollm2``, ``--steps=40``, ...).
 """
@@ -42,7 +43,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     p.add_argument("--base", action=argparse.BooleanOptionalAction, default=True,
                    help="evaluate the warm-started base model (a learning-rate-0 run) per seed")
     p.add_argument("--ood", default="auto", help="out-of-distribution dataset for experiments.evaluate "
-                   "(task:difficulty or a file; auto: the training task one difficulty up; 'none' to skip)")
+                   "(task:difficulty or a file; auto: the training task one difficulty up, none for a --dataset; "
+                   "'none' to skip)")
     p.add_argument("--ood_problems", type=int, default=64)
     p.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
     args, job_flags = p.parse_known_args(argv)
@@ -150,7 +152,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg = _job_config(job_flags)
     except SystemExit as e:  # the job's parser already printed its one-line error
         return int(e.code or 2)
-    ood = f"{cfg.task}:{cfg.difficulty + 1}" if args.ood == "auto" else args.ood
+    trained_on = _trained_on(cfg)
+    ood = args.ood
+    if ood == "auto":  # a procedural task one difficulty up; a dataset has no harder level we know of
+        ood = "none" if cfg.dataset else f"{cfg.task}:{cfg.difficulty + 1}"
+        if cfg.dataset:
+            print(f"note: --ood=auto evaluates nothing out of distribution for --dataset={cfg.dataset}; pass "
+                  f"--ood=FILE or TASK:DIFFICULTY to add one", flush=True)
     logs = os.path.join(args.out, "logs")
     os.makedirs(logs, exist_ok=True)
     t0 = time.time()
@@ -174,14 +182,19 @@ def main(argv: list[str] | None = None) -> int:
             flags = [*without_inert(job_flags, "--algo=grpo"), f"--seed={seed}", "--algo=grpo", f"--steps={steps}"]
             runs.append(("grpo_eqtok", _train(f"grpo_eqtok-s{seed}", flags, args, logs)))
     _compare([d for _, d in runs], [lb for lb, _ in runs], os.path.join(args.out, "compare"),
-             f"{cfg.task}:{cfg.difficulty} ({cfg.model}), in distribution", logs, args.dry_run)
+             f"{trained_on} ({cfg.model}), in distribution", logs, args.dry_run)
     if ood != "none":
         ood_dirs = [_evaluate_ood(d, ood, args, logs) for _, d in runs]
         _compare(ood_dirs, [lb for lb, _ in runs], os.path.join(args.out, "compare_ood"),
-                 f"{cfg.task}:{cfg.difficulty} ({cfg.model}), out of distribution: {ood}", logs, args.dry_run)
+                 f"{trained_on} ({cfg.model}), out of distribution: {ood}", logs, args.dry_run)
     if not args.dry_run:
         _write_summary(args, argv if argv is not None else sys.argv[1:], ood, time.time() - t0)
     return 0
+
+
+def _trained_on(cfg) -> str:
+    """What the runs train on, for titles: the dataset, or the procedural task and its difficulty."""
+    return cfg.dataset or f"{cfg.task}:{cfg.difficulty}"
 
 
 def _write_summary(args, argv: list[str], ood: str, seconds: float) -> None:

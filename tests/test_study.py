@@ -23,6 +23,15 @@ def test_dry_run_plans_base_and_algos_per_seed_then_compares(capsys, tmp_path):
     assert len(compares) == 2 and "--labels=base,grpo,mrt,base,grpo,mrt" in compares[0]
 
 
+def test_a_dataset_study_is_titled_by_its_dataset_and_has_no_automatic_ood(capsys, tmp_path):
+    assert study.main([f"--out={tmp_path}", "--seeds=0", "--dry_run", "--preset=smollm2-math"]) == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.startswith("$ ")]
+    assert not [ln for ln in lines if "experiments.evaluate" in ln] and "--ood=auto evaluates nothing" in out
+    compares = [ln for ln in lines if "experiments.compare" in ln]
+    assert len(compares) == 1 and "easy-math (smollm2-135m), in distribution" in compares[0]
+
+
 def test_refuses_flags_the_study_sets_and_bad_job_flags():
     for flags in (["--seed=1"], ["--run_dir=x"], ["--algos=ppo"], ["--group_size=0"]):
         p = subprocess.run([sys.executable, "-m", "experiments.study", "--dry_run", *flags], capture_output=True,

@@ -38,8 +38,9 @@ class CallShape(NamedTuple):
 def call_shape(n_rows: int, shards: int, feed: int, max_new: int, max_cache_len: int, *, kept: int = 0,
                window: int | None = 128) -> CallShape:
     """The sizes ``Sampler._run`` picks for ``n_rows`` rows whose longest feed is ``feed`` tokens after ``kept``
-    cached slots (a fork's prefix; 0 for ``generate``), generating up to ``max_new`` tokens."""
-    A, N, S = block_sizes(kept, kept, feed, max_new, max_cache_len)
+    cached slots (a fork's prefix, whose rows all feed the same forced text; 0 for ``generate``), generating up to
+    ``max_new`` tokens."""
+    A, N, S = block_sizes(kept, kept, feed, max_new, max_cache_len, exact_block=kept > 0)
     return CallShape(row_bucket(n_rows, shards), A, N, S, chunk_window(S, kept + A, max_new, window), kept)
 
 

@@ -64,13 +64,14 @@ class Sampler:
     (bucketed) part of the cache it can reach; None = one loop over the whole cache. ``share_prefix``: ``fork``
     keeps each source row's prefix once for all its branches instead of a copy per branch when the prefixes span at
     least this many cache slots (single device, without ``keep_cache``); None: always copy. Short prefixes are cheap
-    to copy, and sharing compiles one program per (sources, branches per source) layout, so it pays off only on
-    long traces.
+    to copy, and sharing compiles programs per (sources, branches per source) layout (both powers of two; rows that
+    stop leave by whole groups and within groups), so it pays off on longer traces: on the smollm2 preset's MRT
+    forks (16 traces of ~150 slots, 48 branches x 4 forced answers) a fork took 10.9 s shared, 20.1 s copied.
     """
 
     def __init__(self, model, tokenizer=None, *, mesh=None, max_cache_len: int | None = None,
                  eos_ids: Sequence[int] | None = None, pad_id: int | None = None, chunk: int = 8,
-                 window: int | None = 128, share_prefix: int | None = 256):
+                 window: int | None = 128, share_prefix: int | None = 128):
         self.cfg = model.cfg
         if share_prefix is not None and share_prefix < 0:
             raise ValueError(f"share_prefix must be >= 0 slots or None, got {share_prefix}")
@@ -212,13 +213,14 @@ class Sampler:
         ids = _stream_ids(row_ids, len(fan))
         sampling = (temperature, top_k, top_p, seed, stop, ignore_eos)
         longest = max((int(k[-1]) + 1 for k in kept if len(k)), default=0)
+        exact = len({len(f) for f in feeds}) == 1  # every branch feeds the same forced text after its prefix
         if self.share_prefix is not None and longest >= self.share_prefix and self.mesh is None and not keep_cache:
             return self._fork_shared(source.cache.cache, rows, kept, feeds, fan, prefixes, budgets, ids, sampling,
-                                     longest)
+                                     longest, exact)
         return self._run(kept, feeds, prefixes, source.cache.cache, rows, budgets, ids, *sampling, keep_cache,
-                         fan=fan)
+                         fan=fan, exact_block=exact)
 
-    def _fork_shared(self, src_cache, rows, kept, feeds, fan, prefixes, budgets, ids, sampling, used
+    def _fork_shared(self, src_cache, rows, kept, feeds, fan, prefixes, budgets, ids, sampling, used, exact
                      ) -> SampleOutput:
         """``fork`` with each source row's cached prefix kept once for all its branches (``SharedPrefix``) instead
         of copied into every output row: at K branches per row a decode step reads the prefix once, not K times.
@@ -252,16 +254,17 @@ class Sampler:
         out = self._run([np.zeros(0, np.int64)] * len(fed_order), fed(feeds, [self.pad_id]), pick(prefixes, []), None,
                         None, np.asarray(pick(budgets, 0), np.int64),
                         [ids[j] if j is not None else next(dummy_ids) for j in order], *sampling, False,
-                        shared=shared, fan=lay_fan)
+                        shared=shared, fan=lay_fan, exact_block=exact)
         where = {j: b for b, j in enumerate(order) if j is not None}
         return out.select([where[j] for j in range(len(fan))])
 
     # ---------------------------------------------------------------- the common path
     def _run(self, kept, feeds, prefixes, src_cache, src_rows, budgets, row_ids, temperature, top_k, top_p, seed,
-             stop, ignore_eos, keep_cache, shared: _Shared | None = None, fan: Sequence[int] | None = None
-             ) -> SampleOutput:
+             stop, ignore_eos, keep_cache, shared: _Shared | None = None, fan: Sequence[int] | None = None,
+             exact_block: bool = False) -> SampleOutput:
         """``kept``, ``feeds``, ``src_rows``: per fed row; ``prefixes``, ``budgets``, ``row_ids``: per output row;
-        ``fan[r]``: the fed row output row r continues (None: fed row r)."""
+        ``fan[r]``: the fed row output row r continues (None: fed row r). ``exact_block``: no bucketing of the fed
+        block (``block_sizes``)."""
         validate_sampling(temperature, top_k, top_p)
         stop = [s for s in (stop or []) if s]
         if stop and self.tokenizer is None:
@@ -288,7 +291,7 @@ class Sampler:
             raise ValueError(f"row {label}: {before + len(feeds[fan_r[worst]])} prefix tokens + "
                              f"{int(budgets[worst])} new tokens need {need} cache slots but max_cache_len="
                              f"{self.max_cache_len}; shorten the prompt, lower max_new_tokens or raise max_cache_len")
-        A, N, S = block_sizes(before, start, A_need, max_b, self.max_cache_len)
+        A, N, S = block_sizes(before, start, A_need, max_b, self.max_cache_len, exact_block=exact_block)
         plan = plan_block(kept, feeds, S, self.pad_id, block_len=A, start=start)
         prefix = fed_prefix = None
         if shared is not None:  # positions continue after each row's kept prefix, which lives in the shared part
@@ -322,8 +325,9 @@ class Sampler:
                 cache, st = self._prefill(*args, prefix, greedy=greedy, use_filter=use_filter)
             trunc = {}
             dec_start = jnp.int32(start + A)
-            # Rows that finished leave the batch between chunks (a smaller row bucket); ``live``: row -> output row.
-            compact = stop and prefix is None and not keep_cache and self.mesh is None
+            # Rows that finished leave the batch between chunks (a smaller row bucket; with a shared prefix, fewer
+            # and smaller groups); ``live``: row -> output row.
+            compact = stop and not keep_cache and self.mesh is None
             live, final = np.arange(R), None
             while True:
                 step = int(st.step)
@@ -339,15 +343,21 @@ class Sampler:
                 if stop:
                     st = self._check_stops(st, stop, trunc, n, live)
                 if compact:
-                    active = np.flatnonzero(~np.asarray(st.done_b))
-                    rows_now = row_bucket(max(len(active), 1), self._shards)
-                    if 0 < len(active) and rows_now < len(live):
+                    done = np.asarray(st.done_b)
+                    if prefix is None:
+                        pick, groups = compact_rows(done, self._shards), None
+                    else:
+                        pick, groups = compact_groups(done, int(prefix.cache[0][0].shape[0]))
+                    if pick is not None:
                         final = _keep_rows(final, st, live, R)
-                        pick = np.concatenate([active, np.setdiff1d(np.arange(len(live)), active)])[:rows_now]
                         pick_d = jnp.asarray(pick.astype(np.int32))
                         cache = _gather_rows(cache, pick_d, S)
                         st = DecodeState(*[jnp.take(x, pick_d, axis=0) if x.ndim else x for x in st])
                         valid, live = valid[pick_d], live[pick]
+                        if groups is not None:
+                            prefix = SharedPrefix(
+                                _gather_rows(prefix.cache, jnp.asarray(groups.astype(np.int32)),
+                                             int(prefix.cache[0][0].shape[2])), prefix.valid_bs[pick_d])
             if stop:
                 st = self._check_stops(st, stop, trunc, n, live)
             if final is not None:
@@ -432,6 +442,36 @@ def _stream_ids(row_ids: Sequence[int] | None, n: int) -> list[int]:
         raise ValueError(f"row_ids must be {n} distinct ints in [0, 2**30) (one per output row), got {len(ids)} "
                          f"ids, {len(set(ids))} distinct, range [{min(ids, default=0)}, {max(ids, default=0)}]")
     return ids
+
+
+def compact_rows(done_b: np.ndarray, multiple: int) -> np.ndarray | None:
+    """The rows to keep decoding once rows finished: every active row, then finished ones to fill the row bucket
+    (a multiple of ``multiple``); None when the bucket would not shrink (or nothing is active)."""
+    active = np.flatnonzero(~done_b)
+    rows_now = row_bucket(max(len(active), 1), multiple)
+    if not len(active) or rows_now >= len(done_b):
+        return None
+    return np.concatenate([active, np.flatnonzero(done_b)])[:rows_now]
+
+
+def compact_groups(done_b: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+    """``compact_rows`` for rows laid out in ``groups`` equal groups that read one shared prefix each: keep the
+    groups with an active row (filled up to a power of two with finished groups) and, in each, its active rows
+    first (filled with its finished rows) up to the largest active count's power of two. Returns (rows to keep,
+    laid out group by group; the groups they come from), or (None, None) when the layout would not shrink."""
+    M = len(done_b) // groups
+    active_um = ~done_b.reshape(groups, M)
+    counts = active_um.sum(1)
+    live = np.flatnonzero(counts)
+    if not len(live):
+        return None, None
+    U2, M2 = row_bucket(len(live), 1), row_bucket(int(counts.max()), 1)
+    if U2 * M2 >= len(done_b):
+        return None, None
+    keep = np.concatenate([live, np.flatnonzero(counts == 0)])[:U2]
+    rows = [g * M + np.concatenate([np.flatnonzero(active_um[g]), np.flatnonzero(~active_um[g])])[:M2]
+            for g in keep]
+    return np.concatenate(rows), keep
 
 
 def _keep_rows(final: DecodeState | None, st: DecodeState, live: np.ndarray, rows: int) -> DecodeState:
