@@ -176,8 +176,8 @@ class Decoder(nnx.Module):
         def attend_and_mlp(x, p, q, keys, vals):
             a = attention(q, keys, vals, mask_bts)
             x = x + jnp.einsum("bthe,hed->btd", a, p["wo"].astype(dt))
-            # The MLP on [B*T, D] rows: XLA:CPU ran the backward pass of the same [B, T, D] einsums 1.7x slower
-            # (the smollm2 learner step: 30 s -> 24 s, benchmarks.rl_step_cpu); same values, same forward speed.
+            # The MLP on [B*T, D] rows: XLA:CPU ran the backward pass of the same [B, T, D] einsums slower
+            # (learn_s of benchmarks.rl_step_cpu, BUILD.md "RL step on CPU"); same values.
             x2 = x.reshape(B * T, -1)
             h = rms_norm(x2, p["mlp_norm"], cfg.rms_norm_eps)
             g = jnp.dot(h, p["w_gate"].astype(dt))

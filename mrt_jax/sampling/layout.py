@@ -74,8 +74,8 @@ def block_sizes(before: int, start: int, a_need: int, max_new: int, max_cache_le
     """(A block slots, N generated-token buffer, S cache slots) of one call: bucketed, so calls of similar size
     share compiled programs, unless the buckets overflow ``max_cache_len`` (then exact). ``before``: slots a row's
     sequence occupies before the block; ``start``: the block's first slot; ``a_need``: the longest feed.
-    ``exact_block``: A = ``a_need`` (a fork whose rows all feed the same forced text: one size every call, and a
-    36-token suffix would pad to 48)."""
+    ``exact_block``: A = ``a_need`` (a fork whose rows all feed the same forced text: one size every call; a
+    bucket would pad a 36-token feed to 48)."""
     A, N = (a_need if exact_block else bucket(a_need)), bucket(max(max_new, 1))
     if before + A + N > max_cache_len:
         A, N = a_need, max(max_new, 1)

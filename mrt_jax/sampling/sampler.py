@@ -65,8 +65,7 @@ class Sampler:
     keeps each source row's prefix once for all its branches instead of a copy per branch when the prefixes span at
     least this many cache slots (single device, without ``keep_cache``); None: always copy. Short prefixes are cheap
     to copy, and sharing compiles programs per (sources, branches per source) layout (both powers of two; rows that
-    stop leave by whole groups and within groups), so it pays off on longer traces: on the smollm2 preset's MRT
-    forks (16 traces of ~150 slots, 48 branches x 4 forced answers) a fork took 10.9 s shared, 20.1 s copied.
+    stop leave by whole groups and within groups), so it pays off on longer traces (BUILD.md "RL step on CPU").
     """
 
     def __init__(self, model, tokenizer=None, *, mesh=None, max_cache_len: int | None = None,
