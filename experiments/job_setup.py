@@ -184,4 +184,5 @@ def learner_config(cfg):
         clip_eps_low=cfg.clip_low, clip_eps_high=cfg.clip_high, dual_clip=cfg.dual_clip or None,
         kl_coef=cfg.kl_coef, kl_estimator=cfg.kl_estimator, entropy_coef=cfg.entropy_coef,
         aggregation=cfg.loss_aggregation, micro_batches=cfg.micro_batches, inner_epochs=cfg.inner_epochs,
-        seed=cfg.seed, norm_len=cfg.max_new_tokens if cfg.loss_aggregation == "seq_sum_norm" else None)
+        seed=cfg.seed, norm_len=cfg.max_new_tokens if cfg.loss_aggregation == "seq_sum_norm" else None,
+        loss_window=cfg.max_new_tokens)  # a row's loss tokens are its completion: at most max_new_tokens

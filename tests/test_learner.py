@@ -169,3 +169,47 @@ def test_config_and_batch_validation():
         step(state, {"tokens": good["tokens"]})
     with pytest.raises(ValueError, match=r"batch\['advantages'\]"):
         step(state, dict(good, advantages=jnp.zeros((N, T + 1))))
+
+
+def _ragged_batch(state, loss_window):
+    """Rows with prompts of 2..6 tokens, completions up to ``loss_window`` tokens (one ending at the last column),
+    a row without loss tokens and one with a masked token inside its completion: the job's right-padded layout."""
+    k1, k2 = jax.random.split(jax.random.key(3))
+    tokens = jax.random.randint(k1, (N, T), 0, MC.vocab_size)
+    prompt = np.array([2, 3, 4, 5, 6, 2, 3, 4])
+    comp = np.array([loss_window, 4, 0, T - 5, 2, 1, loss_window, 3])
+    cols = np.arange(T)[None]
+    attn = cols < (prompt + comp)[:, None]
+    loss = (cols >= prompt[:, None]) & attn
+    loss[6, prompt[6] + 2] = False
+    old = token_logprobs(state, tokens, jnp.asarray(attn))
+    adv = jax.random.normal(k2, (N,))[:, None] * loss
+    return dict(tokens=np.asarray(tokens), loss_mask=loss.astype(np.float32),
+                old_logp=np.asarray(old + 0.3 * loss, np.float32), advantages=np.asarray(adv, np.float32),
+                attn_mask=attn)
+
+
+@pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean_token_mean"])
+def test_loss_window_equals_the_full_head(aggregation):
+    """The LM head on each row's completion window only: same loss, metrics and update as every column."""
+    W = T - 5  # row 3's completion runs to the last column: its window is clamped there
+    lc = LC.replace(kl_coef=0.1, entropy_coef=0.01, aggregation=aggregation, micro_batches=2)
+    state = create_train_state(MC, lc, seed=0)
+    batch = reference_logprobs(lc, state.graphdef, state.params, _ragged_batch(state, W))
+    full, m_full = make_train_step(lc, MC)(create_train_state(MC, lc, seed=0), batch)
+    win, m_win = make_train_step(lc.replace(loss_window=W), MC)(create_train_state(MC, lc, seed=0), batch)
+    for k in ("loss", "pg_loss", "kl", "entropy", "clip_frac", "ratio_mean", "grad_norm"):
+        np.testing.assert_allclose(float(m_win[k]), float(m_full[k]), rtol=1e-5, atol=1e-7, err_msg=k)
+    assert float(m_full["grad_norm"]) > 0
+    assert_params_close(win, full)
+
+
+def test_loss_window_refuses_a_row_that_spans_more():
+    lc = LC.replace(loss_window=3)
+    state = create_train_state(MC, lc)
+    batch = _ragged_batch(state, 3)
+    batch["loss_mask"][1, 2:9] = 1.0  # row 1: loss tokens over columns 2..8
+    with pytest.raises(ValueError, match=r"row 1: loss tokens span 7 columns \(2\.\.8\).*loss_window=3"):
+        make_train_step(lc, MC)(state, batch)
+    with pytest.raises(ValueError, match="loss_window"):
+        LearnerConfig(loss_window=0)

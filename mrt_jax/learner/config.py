@@ -20,7 +20,10 @@ class LearnerConfig:
     Loss per token: clipped surrogate (``clip_eps_low/high``, optional ``dual_clip``) + ``kl_coef`` * KL
     (``kl_estimator``; 0 = no reference model) - ``entropy_coef`` * entropy, aggregated by ``aggregation``
     (``norm_len`` is the constant length of 'seq_sum_norm'). ``micro_batches`` splits the batch rows for gradient
-    accumulation (exact: the aggregation weights are computed over the whole batch).
+    accumulation (exact: the aggregation weights are computed over the whole batch). ``loss_window`` (the longest
+    completion, e.g. the sampler's max_new_tokens) runs the LM head and softmax only on each row's ``loss_window``
+    columns from its first loss token on (same loss; rows whose loss tokens span more are refused); None: every
+    column.
     """
 
     lr: float = 1e-6
@@ -43,6 +46,7 @@ class LearnerConfig:
     micro_batches: int = 1
     inner_epochs: int = 1
     seed: int = 0
+    loss_window: int | None = None
 
     def __post_init__(self):
         if not self.lr >= 0:  # 0 freezes the weights: a baseline run through the same code
@@ -82,6 +86,8 @@ class LearnerConfig:
             raise _bad("aggregation", self.aggregation, str(AGGREGATIONS))
         if self.aggregation == "seq_sum_norm" and (not isinstance(self.norm_len, int) or self.norm_len < 1):
             raise _bad("norm_len", self.norm_len, "an int >= 1 (required by aggregation='seq_sum_norm')")
+        if self.loss_window is not None and (not isinstance(self.loss_window, int) or self.loss_window < 1):
+            raise _bad("loss_window", self.loss_window, "an int >= 1 (the longest completion) or None")
 
     def replace(self, **kw) -> LearnerConfig:
         return dataclasses.replace(self, **kw)

@@ -146,6 +146,8 @@ def learner_rows(share: Share, adv_nc: np.ndarray, loss_nc: np.ndarray, s: Rollo
     attn = np.zeros((N, T), bool)
     for i, (p, c) in enumerate(zip(share.prompt_ids, share.tokens)):
         lp, lc = len(p), len(c)
+        if lc > C:  # the learner's loss window (LearnerConfig.loss_window) is C columns
+            raise ValueError(f"row {i}: {lc} completion tokens exceed max_new_tokens={C}")
         if lp + lc > T:
             raise ValueError(f"row {i}: {lp} prefix + {lc} completion tokens exceed the learner width {T}")
         tokens[i, :lp], tokens[i, lp:lp + lc] = p, c
