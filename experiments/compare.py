@@ -5,6 +5,8 @@ Runs sharing a label (default: the run's algo, else the dir name) are seeds of o
 min/max band, tabulated as mean ± std (min–max) with the number of runs. The base model (the first run's
 before-eval) is its own group. Groups sharing seeds are also compared seed by seed (mean difference, paired
 t-test). Writes DIR/compare.md, DIR/compare.html (self-contained), DIR/compare.json, PNGs.
+RUN_DIRs and DIR may be bucket paths (``gs://...``, through ``mrt_jax.run_files``): the charts and documents are
+drawn in a local staging dir and uploaded, each file as one whole object.
 Bad input (not a run/eval dir, no metrics, garbled or mismatched budgets): one line on stderr, exit code 2.
 """
 
@@ -23,6 +25,7 @@ from experiments.reporting.document import Block, Heading, Image, Paragraph, Tab
 from experiments.reporting.figures import Entry, write_eval_charts, write_training_chart
 from experiments.reporting.run_sources import SourceError, load_source
 from experiments.reporting.stats import fmt, fmt_stat
+from mrt_jax import run_files
 
 PROG = "python -m experiments.compare"
 
@@ -54,8 +57,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     "label per RUN_DIR")
         args.labels = labels
     seen = set()
-    for r in args.runs:
-        key = os.path.realpath(r)
+    for r in args.runs:  # a bucket path has no symlinks to resolve: only a trailing slash to ignore
+        key = r.rstrip("/") if run_files.is_remote(r) else os.path.realpath(r)
         if key in seen:
             p.error(f"{r} is given twice; each run dir once (it would count twice in the means)")
         seen.add(key)
@@ -128,20 +131,23 @@ def compare(paths: Sequence[str], out_dir: str, labels: Sequence[str] | None = N
     if len(grids) > 1:
         notes.append(f"runs use {len(grids)} different budget grids; each is drawn on its own x values")
     paired = K.paired_by_seed(groups)
-    os.makedirs(out_dir, exist_ok=True)
     order = [g.label for g in groups]
-    charts = write_eval_charts(out_dir, [Entry(label, ev) for label, (ev, _) in merged.items()], order)
-    training = write_training_chart(out_dir, [Entry(label, tr) for label, (_, tr) in merged.items() if tr],
-                                    "training curves (mean over runs, band: min-max; line: moving average)", order)
-    charts += [training] if training else []
-    blocks: list[Block] = [Heading(title, 1),
-                           Paragraph("Groups: " + "; ".join(f"{g.label} (n={len(g.members)})" for g in groups)
-                                     + "."),
-                           *_tables(groups, stats, rows, targets), *_paired_blocks(paired),
-                           Heading("Charts"), *(Image(f, alt) for f, alt in charts)]
-    if notes:
-        blocks += [Heading("Notes"), *(Paragraph(n) for n in notes)]
-    write_document(out_dir, "compare", blocks, title)
+    # matplotlib and the HTML writer (which inlines the PNGs) need a local dir: out_dir itself when local, else a
+    # staging dir whose files are uploaded to out_dir (each as one object) when the block ends
+    with run_files.Staging(out_dir) as local:
+        charts = write_eval_charts(local, [Entry(label, ev) for label, (ev, _) in merged.items()], order)
+        training = write_training_chart(local, [Entry(label, tr) for label, (_, tr) in merged.items() if tr],
+                                        "training curves (mean over runs, band: min-max; line: moving average)",
+                                        order)
+        charts += [training] if training else []
+        blocks: list[Block] = [Heading(title, 1),
+                               Paragraph("Groups: " + "; ".join(f"{g.label} (n={len(g.members)})" for g in groups)
+                                         + "."),
+                               *_tables(groups, stats, rows, targets), *_paired_blocks(paired),
+                               Heading("Charts"), *(Image(f, alt) for f, alt in charts)]
+        if notes:
+            blocks += [Heading("Notes"), *(Paragraph(n) for n in notes)]
+        write_document(local, "compare", blocks, title)
     result = {"title": title, "targets": targets, "groups": [{"label": g.label, "members": [m.name for m in g.members],
                                                               **stats[g.label]} for g in groups],
               "runs": rows, "paired": paired, "notes": notes, "charts": [f for f, _ in charts],
@@ -149,22 +155,21 @@ def compare(paths: Sequence[str], out_dir: str, labels: Sequence[str] | None = N
                                  "training": {k: dataclasses.asdict(c) for k, c in tr.items()}}
                          for label, (ev, tr) in merged.items()}}
     result = K.to_jsonable(result)
-    with open(os.path.join(out_dir, "compare.json"), "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1, allow_nan=False)
+    run_files.write_text(run_files.join(out_dir, "compare.json"), json.dumps(result, indent=1, allow_nan=False))
     return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
+        if run_files.exists(args.out) and not run_files.isdir(args.out):
             raise K.CompareError(f"--out={args.out}: exists and is not a directory")
         result = compare(args.runs, args.out, args.labels, args.targets, args.title)
     except (SourceError, K.CompareError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     print(f"compared {len(result['runs'])} run(s) in {len(result['groups'])} group(s): "
-          f"{os.path.join(args.out, 'compare.md')}, compare.html, compare.json, {len(result['charts'])} chart(s)")
+          f"{run_files.join(args.out, 'compare.md')}, compare.html, compare.json, {len(result['charts'])} chart(s)")
     return 0
 
 

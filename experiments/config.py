@@ -20,7 +20,8 @@ EPISODE_RULES = ("markers", "grid")
 LOSS_AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_sum_norm")  # = mrt_jax.rl.losses.AGGREGATIONS
 KL_ESTIMATORS = ("k1", "k2", "k3")
 TRUNCATION = ("zero", "mask", "none")
-PROMPT_FORMATS = ("auto", "plain", "r1", "chat", "chat_think")  # mrt_jax.data.formats; auto: experiments.setup_model
+# mrt_jax.data.formats; auto: experiments.setup_model
+PROMPT_FORMATS = ("auto", "plain", "r1", "chat", "chat_think", "chat_box")
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}  # -> the recorded name
 REWARDS = ("auto", "math", "task")
 ON_BAD_ROW = ("raise", "skip")  # = mrt_jax.data.training_data.ON_BAD_ROW
@@ -131,7 +132,7 @@ class ExperimentConfig:
                 raise ValueError(f"--{name}={getattr(self, name)!r} is not allowed; choose one of {', '.join(allowed)}")
         for name in ("param_dtype", "compute_dtype"):  # fp32 / bf16 are recorded by their full names
             object.__setattr__(self, name, DTYPES[getattr(self, name)])
-        if self.prompt_format in ("chat", "chat_think") and (self.model in ("tiny", "demo")
+        if self.prompt_format.startswith("chat") and (self.model in ("tiny", "demo")
                                                              or self.model.startswith("arch:")):
             raise ValueError(f"--prompt_format={self.prompt_format} needs a checkpoint with a chat template; "
                              f"--model={self.model} uses the procedural tokenizer (none); choose auto, plain or r1")

@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="task[:difficulty] or a data file (default: the run's task, else arithmetic:1)")
     p.add_argument("--dataset_format", default="math500", help="reader for a data file (mrt_jax.data.SPECS)")
     p.add_argument("--task", default="arithmetic", help="tokenizer task of from-scratch presets for a data file")
-    p.add_argument("--format", default="auto", choices=("auto", "plain", "r1", "chat", "chat_think"),
+    p.add_argument("--format", default="auto", choices=("auto", "plain", "r1", "chat", "chat_think", "chat_box"),
                    help="prompt format (auto: the run's / model's own)")
     p.add_argument("--problems", type=_positive("problems"), default=64)
     p.add_argument("--n", type=_positive("n"), default=1, help="traces per problem")

@@ -106,7 +106,7 @@ def prompt_format(cfg, tokenizer):
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if cfg.prompt_format == "auto":
         return chat_format(tokenizer) if has_template else PLAIN
-    if cfg.prompt_format in ("chat", "chat_think") and not has_template:
+    if cfg.prompt_format.startswith("chat") and not has_template:
         raise UserError(f"--prompt_format={cfg.prompt_format}: the tokenizer of --model={cfg.model} has no chat "
                         f"template; choose auto, plain or r1")
     return get_format(cfg.prompt_format, tokenizer)

@@ -9,13 +9,17 @@ draws and tabulates all of them: mean and spread over seeds per algorithm, in di
 ``OUT/STUDY.md`` collects the tables and the command that made them. Runs that already finished are kept, so an
 interrupted study resumes.
 
+OUT may be a bucket path (``--out=gs://BUCKET/study``): every run dir, eval dir, comparison and STUDY.md lives there
+(read and written through ``mrt_jax.run_files``, as the job does), so a resumed study on another machine keeps the
+runs finished in the bucket. The subprocess logs are streams, which an object store cannot append to: they are
+written to a local staging dir (printed at the start) and uploaded to ``OUT/logs/`` after every command.
+
 Flags it does not know go to ``experiments.mrt_math`` unchanged (``--preset=smollm2``, ``--steps=40``, ...).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -25,6 +29,8 @@ import sys
 import time
 
 from experiments.config import ALGOS, OneLineErrorParser, int_list_flag, without_inert
+from mrt_jax import run_files
+from mrt_jax.errors import UserError
 
 log = logging.getLogger("study")
 
@@ -73,33 +79,72 @@ def _job_config(job_flags: list[str]):
     return job_parse(job_flags)
 
 
-def _run(cmd: list[str], log_path: str, dry_run: bool) -> None:
+class _Logs:
+    """OUT/logs, where each subprocess's output is appended: that dir itself for a local OUT; for a bucket OUT a
+    local staging dir (a child process writes a stream; an object store takes whole objects only) whose logs are
+    uploaded to OUT/logs after every command. A log an earlier invocation left in the bucket is fetched before the
+    first append, so logs grow across resumes as local ones do."""
+
+    def __init__(self, out: str):
+        self.dest = run_files.join(out, "logs")
+        self.staging = run_files.Staging(self.dest)
+        if self.staging.remote:
+            print(f"logs: written to {self.staging.local} while a command runs, uploaded to {self.dest}", flush=True)
+
+    def path(self, name: str) -> str:
+        """The local file to append ``name``'s output to."""
+        local = os.path.join(self.staging.local, name)
+        if self.staging.remote and not os.path.exists(local):
+            try:
+                earlier = run_files.read_bytes(run_files.join(self.dest, name))
+            except FileNotFoundError:
+                return local
+            with open(local, "wb") as f:
+                f.write(earlier)
+        return local
+
+    def shown(self, local: str) -> str:
+        """Where to look for a log: the bucket object (and the local copy, kept) for a bucket OUT."""
+        if not self.staging.remote:
+            return local
+        return f"{run_files.join(self.dest, os.path.basename(local))} (local copy: {local})"
+
+    def sync(self) -> None:
+        self.staging.sync()
+
+    def close(self) -> None:
+        """Upload the last logs and remove the staging dir (only after a study that ended well: a failed one keeps
+        its local copy for the message that points at it)."""
+        self.staging.close()
+
+
+def _run(cmd: list[str], log: str, logs: _Logs, dry_run: bool) -> None:
     print("$ " + shlex.join(cmd), flush=True)
     if dry_run:
         return
     t0 = time.time()
-    with open(log_path, "a") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    log_path = logs.path(log)
+    try:
+        with open(log_path, "a") as f:
+            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    finally:
+        logs.sync()  # also when interrupted: the bucket keeps the log of the command that was running
     if proc.returncode != 0:
-        raise SystemExit(f"study: {shlex.join(cmd[2:4])}... failed (exit {proc.returncode}); see {log_path}")
+        raise SystemExit(f"study: {shlex.join(cmd[2:4])}... failed (exit {proc.returncode}); see "
+                         f"{logs.shown(log_path)}")
     print(f"  done in {time.time() - t0:.0f} s", flush=True)
 
 
 def _sampled_tokens(run_dir: str) -> tuple[float, int]:
     """(rollout + meta-prover tokens sampled over the run, steps) from its metrics.jsonl."""
-    total, steps = 0.0, 0
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        for line in f:
-            row = json.loads(line)
-            total += float(row.get("sampled_tokens", 0.0)) + float(row.get("meta_tokens", 0.0))
-            steps += 1
-    return total, steps
+    rows = run_files.read_jsonl(run_files.join(run_dir, "metrics.jsonl"))
+    total = sum(float(r.get("sampled_tokens", 0.0)) + float(r.get("meta_tokens", 0.0)) for r in rows)
+    return total, len(rows)
 
 
 def _read(path: str) -> dict:
     try:
-        with open(path) as f:
-            return json.load(f)
+        return run_files.read_json(path)
     except FileNotFoundError:
         return {}
 
@@ -109,41 +154,41 @@ def _finished(run_dir: str, steps: int) -> bool:
     running it again resumes it from its checkpoint). A run started for another step count (its config.json, written
     at every start, also for a run killed before result.json) is refused, not extended: the job would resume it, but
     the learning-rate schedule spans the run's steps, so the result would not equal a run of that length."""
-    planned = _read(os.path.join(run_dir, "config.json")).get("steps")
+    planned = _read(run_files.join(run_dir, "config.json")).get("steps")
     if planned is not None and planned != steps:
         raise SystemExit(f"study: {run_dir} was trained for --steps={planned} but this study asks for {steps} "
                          "(equal-compute GRPO follows MRT's sampled tokens); move or delete that run dir to retrain it")
-    return _read(os.path.join(run_dir, "result.json")).get("steps_done", 0) >= steps
+    return _read(run_files.join(run_dir, "result.json")).get("steps_done", 0) >= steps
 
 
 def _ood_is_current(run_dir: str, out: str) -> bool:
     """Whether OUT/eval.json evaluated the run's final checkpoint (a resumed run moves past an older eval)."""
-    step = _read(os.path.join(out, "eval.json")).get("source", {}).get("checkpoint_step")
-    return step is not None and step == _read(os.path.join(run_dir, "result.json")).get("steps_done")
+    step = _read(run_files.join(out, "eval.json")).get("source", {}).get("checkpoint_step")
+    return step is not None and step == _read(run_files.join(run_dir, "result.json")).get("steps_done")
 
 
-def _train(name: str, flags: list[str], args, logs: str) -> str:
-    run_dir = os.path.join(args.out, name)
+def _train(name: str, flags: list[str], args, logs: _Logs) -> str:
+    run_dir = run_files.join(args.out, name)
     if _finished(run_dir, _job_config(flags).steps):
         print(f"{name}: finished earlier, kept", flush=True)
         return run_dir
-    _run([sys.executable, "-m", "experiments.mrt_math", f"--run_dir={run_dir}", *flags],
-         os.path.join(logs, f"{name}.log"), args.dry_run)
+    _run([sys.executable, "-m", "experiments.mrt_math", f"--run_dir={run_dir}", *flags], f"{name}.log", logs,
+         args.dry_run)
     return run_dir
 
 
-def _evaluate_ood(run_dir: str, dataset: str, args, logs: str) -> str:
-    out = os.path.join(run_dir, "eval_ood")
+def _evaluate_ood(run_dir: str, dataset: str, args, logs: _Logs) -> str:
+    out = run_files.join(run_dir, "eval_ood")
     if not _ood_is_current(run_dir, out):
         _run([sys.executable, "-m", "experiments.evaluate", f"--run_dir={run_dir}", f"--dataset={dataset}",
               f"--problems={args.ood_problems}", f"--out={out}", "--title=out of distribution: " + dataset],
-             os.path.join(logs, os.path.basename(run_dir) + "-ood.log"), args.dry_run)
+             run_files.basename(run_dir) + "-ood.log", logs, args.dry_run)
     return out
 
 
-def _compare(dirs: list[str], labels: list[str], out: str, title: str, logs: str, dry_run: bool) -> None:
+def _compare(dirs: list[str], labels: list[str], out: str, title: str, logs: _Logs, dry_run: bool) -> None:
     _run([sys.executable, "-m", "experiments.compare", *dirs, f"--labels={','.join(labels)}", f"--out={out}",
-          f"--title={title}"], os.path.join(logs, "compare.log"), dry_run)
+          f"--title={title}"], "compare.log", logs, dry_run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,8 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.dataset:
             print(f"note: --ood=auto evaluates nothing out of distribution for --dataset={cfg.dataset}; pass "
                   f"--ood=FILE or TASK:DIFFICULTY to add one", flush=True)
-    logs = os.path.join(args.out, "logs")
-    os.makedirs(logs, exist_ok=True)
+    try:  # a bucket OUT without its filesystem installed, or refusing writes: one line now, not hours later
+        run_files.check_writable(args.out, "--out")
+    except UserError as e:
+        print(f"study: error: {e}", file=sys.stderr)
+        return 2
+    logs = _Logs(args.out)
     t0 = time.time()
     runs: list[tuple[str, str]] = []  # (label, run dir)
     for seed in args.seeds:
@@ -181,14 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             flags = [*without_inert(job_flags, "--algo=grpo"), f"--seed={seed}", "--algo=grpo", f"--steps={steps}"]
             runs.append(("grpo_eqtok", _train(f"grpo_eqtok-s{seed}", flags, args, logs)))
-    _compare([d for _, d in runs], [lb for lb, _ in runs], os.path.join(args.out, "compare"),
+    _compare([d for _, d in runs], [lb for lb, _ in runs], run_files.join(args.out, "compare"),
              f"{trained_on} ({cfg.model}), in distribution", logs, args.dry_run)
     if ood != "none":
         ood_dirs = [_evaluate_ood(d, ood, args, logs) for _, d in runs]
-        _compare(ood_dirs, [lb for lb, _ in runs], os.path.join(args.out, "compare_ood"),
+        _compare(ood_dirs, [lb for lb, _ in runs], run_files.join(args.out, "compare_ood"),
                  f"{trained_on} ({cfg.model}), out of distribution: {ood}", logs, args.dry_run)
     if not args.dry_run:
         _write_summary(args, argv if argv is not None else sys.argv[1:], ood, time.time() - t0)
+    logs.close()
     return 0
 
 
@@ -201,14 +251,12 @@ def _write_summary(args, argv: list[str], ood: str, seconds: float) -> None:
     parts = ["# MRT vs GRPO study", "", "Reproduce: `python -m experiments.study " + shlex.join(argv) + "`", "",
              f"Wall time of this invocation: {seconds / 60:.1f} min (runs finished earlier were kept).", ""]
     for sub, heading in (("compare", "In distribution"), ("compare_ood", f"Out of distribution ({ood})")):
-        path = os.path.join(args.out, sub, "compare.md")
-        if os.path.exists(path):
-            with open(path) as f:
-                body = f.read().split("\n", 1)[-1]  # drop the compare document's own title
+        path = run_files.join(args.out, sub, "compare.md")
+        if run_files.exists(path):
+            body = run_files.read_text(path).split("\n", 1)[-1]  # drop the compare document's own title
             parts += [f"## {heading}", "", body.replace("](", f"]({sub}/"), ""]
-    with open(os.path.join(args.out, "STUDY.md"), "w") as f:
-        f.write("\n".join(parts))
-    print(f"study: {os.path.join(args.out, 'STUDY.md')}", flush=True)
+    run_files.write_text(run_files.join(args.out, "STUDY.md"), "\n".join(parts))
+    print(f"study: {run_files.join(args.out, 'STUDY.md')}", flush=True)
 
 
 if __name__ == "__main__":

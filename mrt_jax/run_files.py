@@ -83,6 +83,11 @@ def write_json(path: str | os.PathLike, value: Any, **dump_kwargs) -> None:
     write_text(path, json.dumps(value, **dump_kwargs))
 
 
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """Raises FileNotFoundError when missing, locally and remotely."""
+    return run_path(path).read_bytes()
+
+
 def read_text(path: str | os.PathLike) -> str:
     """Raises FileNotFoundError when missing, locally and remotely."""
     return run_path(path).read_text(encoding="utf-8")
@@ -90,6 +95,12 @@ def read_text(path: str | os.PathLike) -> str:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(read_text(path))
+
+
+def read_jsonl(path: str | os.PathLike) -> list:
+    """The values of a JSON-lines file (``metrics.jsonl``), blank lines skipped: the file is read whole (one GET
+    on a bucket) rather than streamed line by line."""
+    return [json.loads(line) for line in read_text(path).splitlines() if line.strip()]
 
 
 def exists(path: str | os.PathLike) -> bool:

@@ -195,3 +195,38 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     assert code == 2
     assert message in err and err.count("\n") == 1, err
     assert not (root / "out" / "compare.md").exists()
+
+
+def test_run_dirs_and_out_in_a_bucket_give_the_local_tables(study, tmp_path, capsys, monkeypatch):
+    """The study keeps its runs in a bucket (``--out=gs://...``): compare reads run dirs there and writes its output
+    there, each file one whole object (the fake GCS of ``tests/fake_gcs``), with the tables of a local compare."""
+    from mrt_jax import run_files
+    from tests import fake_gcs
+
+    local_out = tmp_path / "local_out"
+    assert _run([*study, f"--out={local_out}", "--targets=0.3"], capsys) == (0, "")
+    cwd = tmp_path / "cwd"  # a write that bypassed the run-dir layer would make a local "gs:" folder here
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    with fake_gcs.serving() as gcs:
+        root = f"gs://{fake_gcs.BUCKET}/{tmp_path.name}"
+        remote = [f"{root}/{os.path.basename(d)}" for d in study]
+        for local, dest in zip(study, remote):
+            run_files.upload_tree(local, dest)
+        assert _run([*remote, f"--out={root}/out/", "--targets=0.3"], capsys) == (0, "")
+
+        def stored(name: str) -> bytes:
+            return gcs.read(fake_gcs.BUCKET, f"{tmp_path.name}/out/{name}")
+
+        assert stored("compare.md").decode() == (local_out / "compare.md").read_text()
+        result, expected = json.loads(stored("compare.json")), json.loads((local_out / "compare.json").read_text())
+        assert [r.pop("path") for r in result["runs"]] == [dict(zip(study, remote))[r.pop("path")]
+                                                           for r in expected["runs"]]  # where each run was read
+        assert result == expected
+        for png in ("accuracy_vs_budget.png", "regret_vs_budget.png", "training_curves.png"):
+            assert stored(png) == (local_out / png).read_bytes()
+        assert_self_contained(stored("compare.html").decode())
+        # a run dir given twice, once with a trailing slash, is still refused
+        code, err = _run([remote[0], remote[0] + "/", f"--out={root}/out2"], capsys)
+        assert code == 2 and "is given twice" in err
+    assert list(cwd.iterdir()) == []

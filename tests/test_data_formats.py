@@ -101,3 +101,10 @@ def test_chat_format_with_the_smollm2_template():
     ex = sft_example(get_task("arithmetic").problem(0), fmt)
     assert ex["prompt"].startswith("<|im_start|>system\n") and ex["prompt"].endswith("<|im_start|>assistant\n")
     assert "Compute 1*9+7." in ex["prompt"] and ex["completion"].endswith(r"\boxed{16}.")
+    box = get_format("chat_box", fmt.tokenizer)  # the same template, the instruction says only where the answer goes
+    prompt = box.build_prompt("What is $9 + 7$?")
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+    assert "What is $9 + 7$? Put your final answer within \\boxed{}." in prompt and "step by step" not in prompt
+    assert box.name == "chat_box" and box.forced_termination_suffix == fmt.forced_termination_suffix
+    with pytest.raises(ValueError, match="allowed: plain, r1, chat, chat_think, chat_box"):
+        get_format("chat_boxes", fmt.tokenizer)

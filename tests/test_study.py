@@ -100,3 +100,47 @@ def test_spaced_job_flags_and_equal_compute_without_both_algorithms_are_refused(
             code = e.code
         assert code == 2 and message in capsys.readouterr().err
     assert study.main([f"--out={tmp_path}", "--dry_run", "--algos=mrt,rloo"]) == 0  # off by default there
+
+
+def test_a_study_in_a_bucket_keeps_its_finished_runs_and_writes_its_summary_there(tmp_path, monkeypatch, capsys):
+    """``--out=gs://...`` (the fake GCS of ``tests/fake_gcs``): a run finished in the bucket is found and kept (a
+    resumed study retrains nothing), its sampled tokens are read from there, and compare (a child process reading
+    and writing the bucket), STUDY.md and the logs land in the bucket; nothing is written in the working dir."""
+    import json
+
+    from experiments.study import _finished, _sampled_tokens
+    from mrt_jax import run_files
+    from tests import fake_gcs
+    from tests.report_fixtures import make_run
+
+    metrics = [{"step": s, "reward": 0.1 * s, "sampled_tokens": 100.0, "meta_tokens": 20.0 * s} for s in (1, 2, 3)]
+    local = make_run(tmp_path / "grpo-s0", algo="grpo", seed=0, steps=3, metrics=metrics)
+    cwd = tmp_path / "cwd"  # a write that bypassed run_files would make a local "gs:" folder here
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    with fake_gcs.serving() as gcs:
+        for key, value in fake_gcs.child_env(gcs.url, {}).items():  # the study's children reach the fake server
+            monkeypatch.setenv(key, value)
+        prefix = tmp_path.name
+        out = f"gs://{fake_gcs.BUCKET}/{prefix}"
+        run_files.upload_tree(local, f"{out}/grpo-s0")
+        assert _sampled_tokens(f"{out}/grpo-s0") == (300.0 + 120.0, 3)
+        assert _finished(f"{out}/grpo-s0", 3) and not _finished(f"{out}/mrt-s0", 3)
+        argv = [f"--out={out}", "--seeds=0", "--algos=grpo", "--no-base", "--ood=none", "--preset=tiny", "--steps=3"]
+        for _ in range(2):  # the second time, the bucket's compare.log is fetched and appended to
+            assert study.main(argv) == 0
+            printed = capsys.readouterr().out
+            assert "grpo-s0: finished earlier, kept" in printed and "experiments.mrt_math" not in printed
+            assert f"uploaded to {out}/logs" in printed and f"study: {out}/STUDY.md" in printed
+
+        def stored(name: str) -> str:
+            return gcs.read(fake_gcs.BUCKET, f"{prefix}/{name}").decode()
+
+        groups = json.loads(stored("compare/compare.json"))["groups"]
+        assert [(g["label"], g["members"]) for g in groups] == [("base", ["grpo-s0 (before)"]), ("grpo", ["grpo-s0"])]
+        summary = stored("STUDY.md")
+        assert "## In distribution" in summary and "| grpo | 1 |" in summary
+        assert "](compare/accuracy_vs_budget.png)" in summary
+        assert gcs.read(fake_gcs.BUCKET, f"{prefix}/compare/accuracy_vs_budget.png").startswith(b"\x89PNG")
+        assert stored("logs/compare.log").count("compared 2 run(s)") == 2
+    assert list(cwd.iterdir()) == []

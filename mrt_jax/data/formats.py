@@ -11,7 +11,8 @@ Trace prefixes are cut at episode boundaries *before* the blank line, so suffixe
   answer is \\boxed{a}.``; forced termination is the MRT reference suffix, answered by a worked explanation that
   ends in a box.
 - ``chat_format(tokenizer)``: the checkpoint's own chat template (``tokenizer.apply_chat_template``), with or
-  without a thinking block.
+  without a thinking block; ``chat_box`` is the same template whose instruction only says where the answer goes
+  (no "reason step by step").
 
 Each format also says how the meta-prover's forced answer ends (``answer_stop``: stop strings or a
 ``mrt_jax.sampling.stops`` rule) and how many tokens it may take (``answer_tokens``, the recommended budget: the
@@ -32,6 +33,9 @@ MRT_REFERENCE_SUFFIX = (
     "Time is up.\n\nGiven the time I've spent and the approaches I've tried, I should stop thinking and formulate a "
     "final answer based on what I already have.\n</think>\n\n**Step-by-Step Explanation and Answer:**\n\n1. **")
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+# Only the answer's form: SmolLM2-135M-Instruct told to reason step by step rambles and rarely boxes (easy-math,
+# 128-256 tokens: 3.7% of its own traces score), told only where the answer goes it scores 11.3% (docs/study/smollm2).
+BOX_INSTRUCTION = "Put your final answer within \\boxed{}."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,30 +110,35 @@ class ChatFormat(PromptFormat):
         return text
 
 
-def chat_format(tokenizer: Any, *, think: bool = False, system: str | None = None) -> ChatFormat:
-    """A ``ChatFormat`` over ``tokenizer.apply_chat_template(messages, add_generation_prompt=True)``."""
+def chat_format(tokenizer: Any, *, think: bool = False, system: str | None = None,
+                instruction: str = INSTRUCTION, name: str | None = None) -> ChatFormat:
+    """A ``ChatFormat`` over ``tokenizer.apply_chat_template(messages, add_generation_prompt=True)``; the user
+    message is the question followed by ``instruction``."""
     if not hasattr(tokenizer, "apply_chat_template"):
         raise TypeError(f"chat_format: {type(tokenizer).__name__} has no apply_chat_template")
     if think:
-        return ChatFormat("chat_think", "{question} " + INSTRUCTION, R1.completion_template,
+        return ChatFormat(name or "chat_think", "{question} " + instruction, R1.completion_template,
                           R1.forced_termination_suffix, R1_CUES, answer_stop=R1.answer_stop,
                           answer_tokens=R1.answer_tokens, tokenizer=tokenizer, system=system)
     return ChatFormat(
-        "chat", "{question} " + INSTRUCTION, "{thinking}\n\nThe final answer is \\boxed{{answer}}.",
+        name or "chat", "{question} " + instruction, "{thinking}\n\nThe final answer is \\boxed{{answer}}.",
         "\n\nTime is up. Given the time I've spent and the approaches I've tried, I should stop and give my final "
         "answer now.\n\nThe final answer is", R1_CUES, answer_stop=("\n", BOX_CLOSED), answer_tokens=32,
         tokenizer=tokenizer, system=system)
 
 
 FORMATS: dict[str, PromptFormat] = {"plain": PLAIN, "r1": R1}
+CHAT_FORMATS = ("chat", "chat_think", "chat_box")  # built over a tokenizer's chat template
 
 
 def get_format(name: str, tokenizer: Any = None) -> PromptFormat:
-    """``plain`` / ``r1``, or ``chat`` / ``chat_think`` (need ``tokenizer``)."""
+    """``plain`` / ``r1``, or ``chat`` / ``chat_think`` / ``chat_box`` (need ``tokenizer``)."""
     if name in FORMATS:
         return FORMATS[name]
-    if name in ("chat", "chat_think"):
+    if name in CHAT_FORMATS:
         if tokenizer is None:
             raise ValueError(f"format {name!r} needs a tokenizer with a chat template")
+        if name == "chat_box":
+            return chat_format(tokenizer, instruction=BOX_INSTRUCTION, name=name)
         return chat_format(tokenizer, think=name == "chat_think")
-    raise ValueError(f"unknown prompt format {name!r}; allowed: plain, r1, chat, chat_think")
+    raise ValueError(f"unknown prompt format {name!r}; allowed: plain, r1, {', '.join(CHAT_FORMATS)}")

@@ -89,15 +89,16 @@ def sample_tokens(
 
     ``keys_b`` holds one PRNG key per row, so a row's draw does not depend on the batch it sits in.
     """
-    logp_model_bv = jax.nn.log_softmax(logits_bv.astype(jnp.float32), axis=-1)
+    # Log-probabilities only of the drawn tokens (picked logit - logsumexp): no [B, V] log_softmax is materialised.
+    z_bv = logits_bv.astype(jnp.float32)
     if greedy:
         tok_b = jnp.argmax(logits_bv, axis=-1).astype(jnp.int32)
         logp_sample_b = jnp.zeros(tok_b.shape, jnp.float32)
     else:
         x_bv = filtered_logits(logits_bv, params, use_filter)
-        logp_sample_bv = jax.nn.log_softmax(x_bv, axis=-1)
+        lse_x_b = jax.nn.logsumexp(x_bv, axis=-1)
         uniform_b = jax.vmap(jax.random.uniform)(keys_b)
-        tok_b = inverse_cdf(jnp.exp(logp_sample_bv), uniform_b)
-        logp_sample_b = jnp.take_along_axis(logp_sample_bv, tok_b[:, None], axis=-1)[:, 0]
-    logp_model_b = jnp.take_along_axis(logp_model_bv, tok_b[:, None], axis=-1)[:, 0]
+        tok_b = inverse_cdf(jnp.exp(x_bv - lse_x_b[:, None]), uniform_b)
+        logp_sample_b = jnp.take_along_axis(x_bv, tok_b[:, None], axis=-1)[:, 0] - lse_x_b
+    logp_model_b = jnp.take_along_axis(z_bv, tok_b[:, None], axis=-1)[:, 0] - jax.nn.logsumexp(z_bv, axis=-1)
     return tok_b, logp_model_b, logp_sample_b
