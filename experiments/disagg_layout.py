@@ -8,7 +8,9 @@
     RUN/DONE                 written by the learner when it stops: {"final_step", "steps", "time"}
     RUN/metrics.jsonl, eval_*.json, report.md, ...   the learner's logs, as in the colocated job
 
-All paths go through ``etils.epath`` and ``mrt_jax.run_files``, so RUN may be a bucket path (gs://...).
+All paths go through ``mrt_jax.run_files`` (etils.epath), so RUN may be a bucket path (gs://...): every file is
+written whole (a temporary name renamed locally, one object on a bucket), markers are read, never stat'ed, and
+nothing relies on a rename, an append, a lock or a modification time.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def write_json_atomic(path: epath.Path, value: dict) -> None:
 def read_json(path: epath.Path) -> dict | None:
     """The JSON object at ``path``, or None when it is missing or unreadable (e.g. replaced while read)."""
     try:
-        value = json.loads(path.read_text())
+        value = json.loads(run_files.read_text(path))
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None

@@ -104,14 +104,16 @@ def staleness_metrics(consumed_lag: int, dropped_lags: list[int], source: BatchS
 
 
 def _clear_attempt_leftovers(layout: RunLayout, start: int) -> None:
-    """Published steps beyond the restored one came from an attempt that died before checkpointing them."""
-    from mrt_jax.checkpointing.manager import list_step_dirs
+    """Published steps beyond the restored one came from an attempt that died before checkpointing them; the
+    restored step's own is removed too if its save never finished (on a bucket Orbax writes under the final name
+    and commits with a marker, so an interrupted save leaves a dir there), and published anew."""
+    from mrt_jax import run_files
+    from mrt_jax.checkpointing.manager import commit_problem, list_step_dirs
 
     for step in list_step_dirs(layout.weights):
-        if step > start:
-            (layout.weights / str(step)).rmtree(missing_ok=True)  # epath: also on a bucket
-    if layout.done.exists():
-        layout.done.unlink()
+        if step > start or (step == start and commit_problem(layout.weights / str(step), ("params", "meta"))):
+            (layout.weights / str(step)).rmtree(missing_ok=True)  # epath: also on a bucket, object by object
+    run_files.remove(layout.done, missing_ok=True)
 
 
 def run_learner(cfg, wait_timeout: float) -> dict:

@@ -73,6 +73,9 @@ def run_sampler(cfg, wait_timeout: float) -> dict:
 
 def _run_sampler(cfg, wait_timeout: float, guard) -> dict:
     since = time.time()
+    from mrt_jax import run_files
+
+    run_files.check_writable(cfg.run_dir)  # a one-line error now (e.g. gs:// without gcsfs), not after the build
     layout = RunLayout.of(cfg.run_dir)
 
     import jax

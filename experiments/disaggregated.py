@@ -58,10 +58,10 @@ def _stop(procs: dict[str, subprocess.Popen], grace: float = 20.0) -> None:
 def run_both(argv: list[str], cfg, wait_timeout: float) -> int:
     """Spawn the learner and the samplers; 0 when all finish cleanly."""
     from experiments.disagg_layout import RunLayout
+    from mrt_jax import run_files
 
-    done = RunLayout.of(cfg.run_dir).done
-    if done.exists():  # from an earlier attempt: it must not stop the new samplers
-        done.unlink()
+    # A DONE from an earlier attempt must not stop the new samplers.
+    run_files.remove(RunLayout.of(cfg.run_dir).done, missing_ok=True)
     cmd = [sys.executable, "-m", "experiments.disaggregated", *argv]  # a flag given twice: the last one wins
     # Own sessions: a Ctrl-C in the terminal reaches the children once, through forward() below (a second
     # SIGINT would make the learner stop without saving).

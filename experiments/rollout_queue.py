@@ -1,12 +1,14 @@
 """Rollout batches from sampler processes to the learner, through a directory (a local path or a bucket path:
-everything goes through ``etils.epath``).
+every read, write, listing and delete goes through ``mrt_jax.run_files``).
 
 One batch is two files named ``s<sampler>-b<index>``: ``.npz`` (the learner batch: tokens, loss_mask, old_logp,
 advantages, attn_mask) and ``.json`` (the sidecar: sampled_step, sampler_id, batch_index, seed, metrics). Each is
-written whole (``mrt_jax.run_files``: under a temporary name and renamed locally, one object on a bucket, which
-has no rename); the sidecar comes last, so a batch is complete exactly when
-its sidecar exists. Files are untrusted input to the learner: arrays load with ``allow_pickle=False`` and are
-checked for keys, dtypes and shapes; the sidecar is plain JSON checked field by field. Nothing is ever unpickled.
+written whole (under a temporary name and renamed locally; one object on a bucket, which has no rename but shows an
+object only once its upload completes); the sidecar comes last, so a batch is complete exactly when its sidecar is
+listed. Consuming a batch deletes the sidecar first, then the arrays. The queue is found by listing the directory
+(one fresh listing per look: on a bucket, a name prefix; ``run_files`` keeps listings uncached).
+Files are untrusted input to the learner: arrays load with ``allow_pickle=False`` and are checked for keys, dtypes
+and shapes; the sidecar is plain JSON checked field by field. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import os
 import re
 
 import numpy as np
-from etils import epath
 
 from mrt_jax import run_files
 
@@ -50,33 +51,27 @@ def batch_name(sampler_id: int, batch_index: int) -> str:
     return f"s{sampler_id:03d}-b{batch_index:08d}"
 
 
-def _atomic_write(path: epath.Path, data: bytes) -> None:
-    run_files.write_bytes(path, data)  # a temporary file renamed into place locally; one whole object on a bucket
-
-
 def write_batch(directory: str | os.PathLike, arrays: dict[str, np.ndarray], info: BatchInfo) -> str:
     """Write one batch (arrays first, sidecar last, each atomically); returns its name."""
-    directory = epath.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = run_files.run_path(directory)  # no mkdir: write_bytes makes the dir locally; a bucket has none
     missing = set(BATCH_DTYPES) - set(arrays)
     if missing:
         raise ValueError(f"write_batch: arrays lack {sorted(missing)}; a batch needs {sorted(BATCH_DTYPES)}")
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(arrays[k], BATCH_DTYPES[k]) for k in BATCH_DTYPES})
-    _atomic_write(directory / f"{info.name}.npz", buf.getvalue())
+    run_files.write_bytes(directory / f"{info.name}.npz", buf.getvalue())
     sidecar = info.to_json()
     # JSON has no NaN: non-finite metrics go as null (the metrics log writes them as null too).
     sidecar["metrics"] = {k: None if v is None or not math.isfinite(v) else float(v) for k, v in info.metrics.items()}
-    _atomic_write(directory / f"{info.name}.json", json.dumps(sidecar, sort_keys=True, allow_nan=False).encode())
+    sidecar_bytes = json.dumps(sidecar, sort_keys=True, allow_nan=False).encode()
+    run_files.write_bytes(directory / f"{info.name}.json", sidecar_bytes)
     return info.name
 
 
 def list_batches(directory: str | os.PathLike) -> list[str]:
-    """Names of the complete batches (sidecar present), sorted by name."""
-    directory = epath.Path(directory)
-    if not directory.exists():
-        return []
-    return sorted(p.name[:-5] for p in directory.glob("*.json") if _NAME.match(p.name[:-5]))
+    """Names of the complete batches (sidecar present), sorted by name: one listing ([] while there is no dir;
+    local temporary names, ``<name>.json.tmp<pid>``, do not count)."""
+    return sorted(n[:-5] for n in run_files.listdir(directory) if n.endswith(".json") and _NAME.match(n[:-5]))
 
 
 def pending_count(directory: str | os.PathLike, sampler_id: int) -> int:
@@ -93,9 +88,9 @@ def _int_field(raw: dict, key: str, where: str, minimum: int) -> int:
 
 def read_info(directory: str | os.PathLike, name: str) -> BatchInfo:
     """The sidecar of batch ``name``, validated. Raises BadBatch."""
-    path = epath.Path(directory) / f"{name}.json"
+    path = run_files.run_path(directory, f"{name}.json")
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(run_files.read_text(path))
     except (OSError, ValueError) as e:
         raise BadBatch(f"{path}: unreadable sidecar ({e})") from e
     if not isinstance(raw, dict):
@@ -112,9 +107,9 @@ def read_info(directory: str | os.PathLike, name: str) -> BatchInfo:
 
 def read_arrays(directory: str | os.PathLike, name: str, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """The arrays of batch ``name``; each must be ``shape`` with its dtype in BATCH_DTYPES. Raises BadBatch."""
-    path = epath.Path(directory) / f"{name}.npz"
+    path = run_files.run_path(directory, f"{name}.npz")
     try:
-        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
+        with np.load(io.BytesIO(run_files.read_bytes(path)), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, EOFError) as e:  # ValueError: also an object array that would need pickle
         raise BadBatch(f"{path}: unreadable arrays ({e})") from e
@@ -128,8 +123,6 @@ def read_arrays(directory: str | os.PathLike, name: str, shape: tuple[int, int])
 
 
 def remove_batch(directory: str | os.PathLike, name: str) -> None:
-    """Consume a batch: sidecar first (so it stops counting as complete), then the arrays."""
+    """Consume a batch: sidecar first (so it stops counting as complete), then the arrays; either may be gone."""
     for suffix in (".json", ".npz"):
-        path = epath.Path(directory) / f"{name}{suffix}"
-        if path.exists():
-            path.unlink()
+        run_files.remove(run_files.run_path(directory, f"{name}{suffix}"), missing_ok=True)

@@ -9,6 +9,12 @@ Object stores have no atomic rename and no append: a file is written as one whol
 only once its upload completes, so readers never see half of it); locally the same call writes a temporary file
 and renames it. Tools that need a local directory (TensorBoard's writer, matplotlib) write to a local staging dir
 that ``upload_tree`` copies into the run dir.
+
+Listings are always fresh. fsspec's object-store filesystems (gcsfs, s3fs, adlfs) cache each dir's listing by
+default and answer later listings, ``exists`` and opens from it, so what another process writes or deletes under
+a dir listed once stays unseen. The job's processes poll each other's files (the disaggregated learner and
+samplers; Orbax's step listings), so the first URL made here switches that cache off for every filesystem fsspec
+makes afterwards, Orbax's included (it reaches the store through the same epath filesystems).
 """
 
 from __future__ import annotations
@@ -24,6 +30,30 @@ from mrt_jax.errors import UserError
 
 # The URL schemes etils.epath dispatches to a filesystem; it takes any other "x://" for a local path.
 REMOTE_SCHEMES = ("gs", "s3", "az", "hf")
+# fsspec protocol names of the object stores above whose listings must not be cached (see the module docstring).
+_UNCACHED_PROTOCOLS = ("gcs", "gs", "s3", "az", "abfs")
+_listings_fresh = False
+
+
+def _fresh_listings() -> None:
+    """Once per process (on the first URL, so local runs never import fsspec): ``use_listings_cache=False`` for
+    the object-store filesystems fsspec makes from now on, and drop those epath already made (it keeps one per
+    scheme), so the next use makes them anew with the setting."""
+    global _listings_fresh
+    if _listings_fresh:
+        return
+    try:
+        import fsspec.config
+    except ImportError:  # no fsspec: epath reaches no object store through it, and there is no cache to switch off
+        return
+    for protocol in _UNCACHED_PROTOCOLS:
+        fsspec.config.conf.setdefault(protocol, {})["use_listings_cache"] = False
+    from etils.epath import backend
+
+    made = getattr(getattr(backend, "fsspec_backend", None), "_get_filesystem", None)
+    if hasattr(made, "cache_clear"):
+        made.cache_clear()
+    _listings_fresh = True
 
 
 def is_remote(path: str | os.PathLike) -> bool:
@@ -38,6 +68,8 @@ def run_path(path: str | os.PathLike, *parts: str) -> epath.Path:
     if is_remote(text) and text.split("://", 1)[0] not in REMOTE_SCHEMES:
         raise ValueError(f"{text}: unsupported URL scheme; a local path or one of "
                          + ", ".join(f"{s}://" for s in REMOTE_SCHEMES))
+    if is_remote(text):
+        _fresh_listings()
     root = epath.Path(text if is_remote(text) else os.path.abspath(text))
     return root.joinpath(*parts) if parts else root
 
@@ -113,6 +145,11 @@ def listdir(path: str | os.PathLike) -> list[str]:
         return sorted(p.name for p in run_path(path).iterdir())
     except FileNotFoundError:
         return []
+
+
+def remove(path: str | os.PathLike, *, missing_ok: bool = False) -> None:
+    """Delete one file (one object on a bucket)."""
+    run_path(path).unlink(missing_ok=missing_ok)
 
 
 def makedirs(path: str | os.PathLike) -> None:

@@ -1,6 +1,7 @@
 """The disaggregated job (experiments.disaggregated): learner and sampler as two real OS processes that talk only
-through the run dir; equality with the colocated job at max_staleness=0; a stale batch dropped and counted; the
-batch files' checks; bad input.
+through the run dir; equality with the colocated job at max_staleness=0, with the run dir local and on an object
+store (gs:// on the fake GCS of ``tests/fake_gcs``: no rename, no append, listings cached per process as gcsfs
+caches them); a stale batch dropped and counted; the batch files' checks; bad input.
 
 All subprocesses share one XLA compilation cache (the colocated run fills it, the two roles reuse it).
 """
@@ -16,6 +17,7 @@ import pytest
 from experiments import rollout_queue as rq
 from experiments.disagg_learner import choose_batch
 from experiments.disagg_sampler import sampler_queue_limit
+from tests import fake_gcs
 from tests.processes import Child
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,14 +38,37 @@ def _start(env, module, *args):
     return Child([sys.executable, "-m", module, *args], cwd=ROOT, env=env)
 
 
-def _rows(run_dir):
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
+def _local(run_dir):
+    """A reader of a local run dir's files: name -> text."""
+    def read(name):
+        with open(os.path.join(run_dir, name)) as f:
+            return f.read()
+    return read
 
 
-def _fingerprints(run_dir, step):
-    with open(os.path.join(run_dir, "checkpoints", str(step), "meta", "metadata")) as f:
-        return json.load(f)["fingerprints"]
+def _rows(run_dir, read=None):
+    text = (read or _local(run_dir))("metrics.jsonl")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _fingerprints(run_dir, step, read=None):
+    return json.loads((read or _local(run_dir))(f"checkpoints/{step}/meta/metadata"))["fingerprints"]
+
+
+def _assert_same_as_colocated(read, colocated):
+    """The run whose files ``read`` returns trained, checkpointed and evaluated as the colocated run did, bit for
+    bit (every metric both log, the fingerprints of the checkpoints kept, the evaluations)."""
+    ours, theirs = _rows(None, read), _rows(colocated)
+    assert [r["step"] for r in ours] == [r["step"] for r in theirs] == [1, 2, 3]
+    assert all(r["grad_norm"] > 0 for r in theirs)  # the weights really change between steps
+    for a, b in zip(ours, theirs):
+        common = [k for k in b if k in a and k not in ("wall", "compiles") and not k.startswith("time/")]
+        assert len(common) > 20
+        assert {k: a[k] for k in common} == {k: b[k] for k in common}
+    for step in (2, 3):  # the checkpoints kept (keep_last=2)
+        assert _fingerprints(None, step, read) == _fingerprints(colocated, step)
+    for name in ("eval_before.json", "eval_step3.json"):
+        assert json.loads(read(name)) == json.loads((colocated / name).read_text())
 
 
 def _complete(step_dir):
@@ -124,19 +149,44 @@ def test_stale_batch_is_dropped_and_counted(two_processes):
 
 def test_max_staleness_0_equals_the_colocated_job(two_processes, colocated):
     """Same seed: the same rollouts, updates and evaluations, bit for bit (same programs on the same device)."""
-    run_dir = two_processes["run_dir"]
     assert two_processes["learner"][0] == 0
-    ours, theirs = _rows(run_dir), _rows(colocated)
-    assert [r["step"] for r in theirs] == [1, 2, 3]
-    assert all(r["grad_norm"] > 0 for r in theirs)  # the weights really change between steps
-    for a, b in zip(ours, theirs):
-        common = [k for k in b if k in a and k not in ("wall", "compiles") and not k.startswith("time/")]
-        assert len(common) > 20
-        assert {k: a[k] for k in common} == {k: b[k] for k in common}
-    for step in (2, 3):  # the checkpoints kept (keep_last=2)
-        assert _fingerprints(run_dir, step) == _fingerprints(colocated, step)
-    for name in ("eval_before.json", "eval_step3.json"):
-        assert json.loads((run_dir / name).read_text()) == json.loads((colocated / name).read_text())
+    _assert_same_as_colocated(_local(two_processes["run_dir"]), colocated)
+
+
+def test_run_dir_on_a_bucket_equals_the_colocated_job(env, colocated, tmp_path):
+    """``--role=both`` (the supervisor, the learner and a sampler: three processes) with ``--run_dir=gs://...``:
+    the roles find each other's batches, published weights and DONE marker in the bucket only through fresh
+    listings (the fake caches listings per process as gcsfs does: with the cache on, each role waits for the
+    other until --wait_timeout), and the run is the colocated one, bit for bit. Every file is a whole object in
+    the bucket (no temporary names, every batch complete), and nothing lands in the working dir."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    prefix = f"{tmp_path.name}/run"
+    with fake_gcs.serving() as gcs:
+        flags = [*JOB, f"--run_dir=gs://{fake_gcs.BUCKET}/{prefix}", "--max_staleness=0", "--wait_timeout=120"]
+        job = Child([sys.executable, "-m", "experiments.disaggregated", *flags, "--role=both"], cwd=str(cwd),
+                    env=fake_gcs.child_env(gcs.url, env))
+        _, err = job.communicate(timeout=TIMEOUT)
+        assert job.returncode == 0, err[-4000:]
+        assert "Traceback" not in err
+        read = lambda name: gcs.read(fake_gcs.BUCKET, f"{prefix}/{name}").decode()
+        names = [n[len(prefix) + 1:] for n in gcs.names(fake_gcs.BUCKET) if n.startswith(prefix + "/")]
+        _assert_same_as_colocated(read, colocated)
+        rows = _rows(None, read)
+        assert [(r["staleness"], r["sampled_step"], r["dropped_stale_total"]) for r in rows] == [
+            (0, 0, 0), (0, 1, 0), (0, 2, 0)]
+        assert json.loads(read("DONE"))["final_step"] == 3
+        assert json.loads(read("samplers/s000.json"))["loaded_steps"][:3] == [0, 1, 2]
+        assert json.loads(read("result.json"))["dropped_stale"] == 0
+    assert not [n for n in names if ".tmp" in n or "orbax-checkpoint-tmp" in n], names
+    published = sorted({int(n.split("/")[1]) for n in names if n.startswith("weights/")})
+    assert published == [1, 2, 3] and all(f"weights/{s}/commit_success.txt" in names for s in published)
+    batches = [n for n in names if n.startswith("rollouts/")]  # consumed ones deleted, the rest complete pairs
+    assert sorted(n[:-5] for n in batches if n.endswith(".json")) == sorted(n[:-4] for n in batches
+                                                                           if n.endswith(".npz"))
+    for name in ("config.json", "metrics.jsonl", "report.md", "checkpoints/3/commit_success.txt"):
+        assert name in names, name
+    assert os.listdir(cwd) == [], "a role wrote a local file (./gs:/...) instead of an object"
 
 
 # ---------------------------------------------------------------------------------------------- in-process
@@ -183,6 +233,38 @@ def test_batch_files_round_trip_and_reject_bad_content(tmp_path):
         rq.read_info(tmp_path, "s002-b00000001")
     rq.remove_batch(tmp_path, info.name)
     assert rq.list_batches(tmp_path) == ["s002-b00000001"]
+
+
+def test_batch_queue_on_a_bucket_sees_the_other_processes(tmp_path, monkeypatch):
+    """The queue on gs:// (the fake GCS, served to this process): batches written whole and listed complete; what
+    another process (here: a second client of the store, with gcsfs's default listing cache) adds or consumes is
+    seen at the next look, though this process listed the dir before; and that client, cache on, would not."""
+    from tests.fake_gcs.client import FakeGCSFileSystem
+
+    monkeypatch.chdir(tmp_path)
+    arrays = {k: np.ones((2, 3), v) for k, v in rq.BATCH_DTYPES.items()}
+    with fake_gcs.serving() as gcs:
+        queue = f"gs://{fake_gcs.BUCKET}/{tmp_path.name}/rollouts"
+        assert rq.list_batches(queue) == [] and rq.pending_count(queue, 0) == 0
+        first = rq.write_batch(queue, arrays, _info(rq.batch_name(0, 1), 0))
+        assert rq.list_batches(queue) == [first] and rq.pending_count(queue, 0) == 1
+        assert rq.read_info(queue, first).sampled_step == 0
+        assert (rq.read_arrays(queue, first, (2, 3))["tokens"] == 1).all()
+        other = FakeGCSFileSystem(use_listings_cache=True, skip_instance_cache=True)  # gcsfs's default
+        other.pipe_file(f"{queue}/{rq.batch_name(1, 1)}.npz", b"x")  # another sampler: arrays, no sidecar yet
+        assert rq.list_batches(queue) == [first]
+        other.pipe_file(f"{queue}/{rq.batch_name(1, 1)}.json", b"{}")
+        assert rq.list_batches(queue) == [first, rq.batch_name(1, 1)] and rq.pending_count(queue, 1) == 1
+        assert len(other.ls(queue)) == 4  # the other process's listing, now cached
+        rq.remove_batch(queue, first)  # consumed by the learner (this process) ...
+        assert rq.list_batches(queue) == [rq.batch_name(1, 1)]
+        assert f"{queue[5:]}/{first}.json" in other.ls(queue, detail=False), "the fake must cache as gcsfs does"
+        other.rm(f"{queue}/{rq.batch_name(1, 1)}.json")  # ... and by another one
+        assert rq.list_batches(queue) == [] and rq.pending_count(queue, 1) == 0
+        rq.remove_batch(queue, first)  # gone already: no error
+        assert sorted(n.rsplit("/", 1)[1] for n in gcs.names(fake_gcs.BUCKET) if "/rollouts/" in n) == [
+            f"{rq.batch_name(1, 1)}.npz"]
+    assert list(tmp_path.iterdir()) == [], "a write bypassed the run-dir layer"
 
 
 # ---------------------------------------------------------------------------------------------- bad input

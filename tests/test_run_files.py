@@ -44,6 +44,31 @@ def test_whole_object_writes_listing_and_move(gcs):
         run_files.read_text(f"{root}/a/x.json")
 
 
+def test_listings_see_what_other_processes_write_and_delete(gcs):
+    """fsspec's object-store filesystems cache each dir's listing (gcsfs by default; the fake does the same) and
+    answer listdir, exists and opens from it: the layer switches that off, so a process polling a dir (the
+    disaggregated roles, Orbax's step listings) sees what another process wrote or deleted there since."""
+    from tests.fake_gcs.client import FakeGCSFileSystem
+
+    root = f"gs://{B}/{gcs.prefix}"
+    run_files.write_text(f"{root}/d/a", "1")
+    assert run_files.listdir(f"{root}/d") == ["a"] and not run_files.exists(f"{root}/d/b")
+    other = FakeGCSFileSystem(use_listings_cache=True, skip_instance_cache=True)  # another process, cache on
+    assert other.ls(f"{root}/d", detail=False) == [f"{B}/{gcs.prefix}/d/a"]
+    other.pipe_file(f"{root}/d/b", b"2")
+    assert run_files.listdir(f"{root}/d") == ["a", "b"] and run_files.exists(f"{root}/d/b")
+    assert run_files.read_text(f"{root}/d/b") == "2"
+    run_files.remove(f"{root}/d/a")
+    assert run_files.listdir(f"{root}/d") == ["b"] and not run_files.exists(f"{root}/d/a")
+    assert other.ls(f"{root}/d", detail=False) == [f"{B}/{gcs.prefix}/d/b"]  # cached again ...
+    run_files.write_text(f"{root}/d/c", "3")
+    assert not other.exists(f"{root}/d/c"), "the fake must cache listings as gcsfs does"  # ... and now stale
+    other.rm(f"{root}/d/b")
+    assert run_files.listdir(f"{root}/d") == ["c"]
+    run_files.remove(f"{root}/d/b", missing_ok=True)
+    assert _objects(gcs, gcs.prefix) == ["d/c"]
+
+
 def test_metrics_log_resume_and_tensorboard_on_a_bucket(gcs):
     run_dir = f"gs://{B}/{gcs.prefix}"
     logger = MetricsLogger(run_dir, 4, progress=False)

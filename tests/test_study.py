@@ -144,3 +144,30 @@ def test_a_study_in_a_bucket_keeps_its_finished_runs_and_writes_its_summary_ther
         assert gcs.read(fake_gcs.BUCKET, f"{prefix}/compare/accuracy_vs_budget.png").startswith(b"\x89PNG")
         assert stored("logs/compare.log").count("compared 2 run(s)") == 2
     assert list(cwd.iterdir()) == []
+
+
+def test_keep_study_runs_copies_the_small_files_of_finished_runs_only(tmp_path):
+    """scripts/keep_study_runs.py: what a study spanning sessions carries over (no checkpoints), and the study
+    keeps the copied runs as finished."""
+    import importlib.util
+    import json
+    import os
+
+    spec = importlib.util.spec_from_file_location("keep", os.path.join(os.path.dirname(__file__), "..", "scripts",
+                                                                       "keep_study_runs.py"))
+    keep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keep)
+    src = tmp_path / "study"
+    for name, done in (("grpo-s0", 20), ("mrt-s0", 12)):
+        run = src / name
+        (run / "checkpoints" / "5").mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"steps": 20}))
+        (run / "result.json").write_text(json.dumps({"steps_done": done}))
+        for f in ("metrics.jsonl", "eval_before.json", "eval_step20.json", "report.md", "report.html", "c.png"):
+            (run / f).write_text("x")
+    (src / "logs").mkdir()
+    assert keep.main(str(src), str(tmp_path / "kept")) == ["grpo-s0"]
+    assert sorted(os.listdir(tmp_path / "kept")) == ["grpo-s0"]
+    assert sorted(os.listdir(tmp_path / "kept" / "grpo-s0")) == [
+        "config.json", "eval_before.json", "eval_step20.json", "metrics.jsonl", "report.md", "result.json"]
+    assert study._finished(str(tmp_path / "kept" / "grpo-s0"), 20)

@@ -2,7 +2,13 @@
 ``TENSORSTORE_GCS_HTTP_URL``, the variable TensorStore reads too), so etils.epath reaches it exactly as it reaches
 GCS through gcsfs. Object-store semantics, strictly: no rename, move or copy (a job that needs one would break on
 a real bucket's atomicity, so here it fails loudly); directories exist only as name prefixes; a file written is
-uploaded as one object when closed."""
+uploaded as one object when closed.
+
+Listings are cached as gcsfs caches them by default (``use_listings_cache=True``): a dir's listing answers later
+``ls``/``info``/``exists``/``open`` calls of this instance, so objects that another process writes or deletes under a
+dir this instance has listed stay unseen (a new object: "not found") until this instance writes there itself (which
+invalidates the dir and its parents) or the cache is off (``use_listings_cache=False``, what ``mrt_jax.run_files``
+configures). A job whose processes poll each other's files must see them here as on a real bucket."""
 
 from __future__ import annotations
 
@@ -62,6 +68,17 @@ class FakeGCSFileSystem(AbstractFileSystem):
         bucket, name = self._split(self._strip_protocol(path))
         self._request("POST", f"/upload/storage/v1/b/{bucket}/o?" + urlencode({"uploadType": "media", "name": name}),
                       data)
+        self.invalidate_cache(path)
+
+    def invalidate_cache(self, path=None):
+        """As gcsfs: drop the cached listings of ``path`` and of every dir above it (all, without a path)."""
+        if path is None:
+            self.dircache.clear()
+            return
+        path = self._strip_protocol(path)
+        while path:
+            self.dircache.pop(path, None)
+            path = self._parent(path)
 
     def _list(self, path: str, delimiter: str = "/") -> tuple[list[dict], list[str]]:
         bucket, name = self._split(path)
@@ -85,10 +102,16 @@ class FakeGCSFileSystem(AbstractFileSystem):
 
     def info(self, path, **kwargs):
         path = self._strip_protocol(path)
-        if (obj := self._object(path)) is not None:
-            return {"name": path, "size": int(obj["size"]), "type": "file", "generation": obj["generation"]}
         if "/" not in path:  # a bucket
             return {"name": path, "size": 0, "type": "directory"}
+        if self._parent(path) in self.dircache:  # as gcsfs: the parent's cached listing answers first
+            for entry in self.dircache[self._parent(path)]:
+                if entry["name"] == path:
+                    return entry
+        if self._ls_from_cache(path):  # raises FileNotFoundError if the parent's cached listing lacks it
+            return {"name": path, "size": 0, "type": "directory"}
+        if (obj := self._object(path)) is not None:
+            return {"name": path, "size": int(obj["size"]), "type": "file", "generation": obj["generation"]}
         items, prefixes = self._list(path)
         if items or prefixes:
             return {"name": path, "size": 0, "type": "directory"}
@@ -96,21 +119,35 @@ class FakeGCSFileSystem(AbstractFileSystem):
 
     def ls(self, path, detail=True, **kwargs):
         path = self._strip_protocol(path)
-        items, prefixes = self._list(path)
-        bucket = self._split(path)[0]
-        out = [{"name": f"{bucket}/{o['name']}", "size": int(o["size"]), "type": "file"} for o in items]
-        out += [{"name": f"{bucket}/{p.rstrip('/')}", "size": 0, "type": "directory"} for p in prefixes]
-        if not out:
-            if self._object(path) is not None:
-                return [self.info(path)] if detail else [path]
+        try:
+            cached = self._ls_from_cache(path)
+        except FileNotFoundError:
             if "/" in path:
-                raise FileNotFoundError(path)
-        out.sort(key=lambda e: e["name"])
+                raise
+            cached = None
+        # as gcsfs: a cached listing of the dir is the answer (the parent's entry for the dir itself is not)
+        if cached and not any(e["name"] == path and e["type"] == "directory" for e in cached):
+            out = cached
+        else:
+            items, prefixes = self._list(path)
+            bucket = self._split(path)[0]
+            out = [{"name": f"{bucket}/{o['name']}", "size": int(o["size"]), "type": "file",
+                    "generation": o["generation"]} for o in items]
+            out += [{"name": f"{bucket}/{p.rstrip('/')}", "size": 0, "type": "directory"} for p in prefixes]
+            if not out:
+                if self._object(path) is not None:
+                    return [self.info(path)] if detail else [path]
+                if "/" in path:
+                    raise FileNotFoundError(path)
+                return []
+            out.sort(key=lambda e: e["name"])
+            self.dircache[path] = out
         return out if detail else [e["name"] for e in out]
 
     def _open(self, path, mode="rb", **kwargs):
         path = self._strip_protocol(path)
         if mode == "rb":
+            self.info(path)  # as gcsfs's file: its details come through the listing cache
             bucket, name = self._split(path)
             data = self._request("GET", f"/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media")
             if data is None:
@@ -132,6 +169,7 @@ class FakeGCSFileSystem(AbstractFileSystem):
     def rm_file(self, path):
         bucket, name = self._split(self._strip_protocol(path))
         self._request("DELETE", f"/storage/v1/b/{bucket}/o/{quote(name, safe='')}")
+        self.invalidate_cache(path)
 
     def rm(self, path, recursive=False, maxdepth=None):
         for p in [path] if isinstance(path, str) else path:
