@@ -2,9 +2,9 @@
 
 1 process x 4 devices, 2 processes x 2 devices and 4 processes x 1 device, same seed and global batch, must log the
 same metrics and end with bit-identical parameters and optimizer state; a 2-process run resumed from its own
-checkpoint must end where the uninterrupted run ended. Only process 0 logs and writes files. The 4-process run
-keeps its run dir on an object store (gs:// on the fake GCS of ``tests/fake_gcs``: no rename, no append, no
-directories), so the comparison also shows that a bucket run dir changes nothing.
+checkpoint must end where the uninterrupted run ended. Only process 0 logs and writes files. The 2- and 4-process
+runs keep their run dirs on an object store (gs:// on the fake GCS of ``tests/fake_gcs``: no rename, no append, no
+directories), so the comparison also shows that a bucket run dir changes nothing; the 2-process run resumes there.
 
 Every spawned process has a timeout; a failure prints the tail of each process's log. The runs share the test
 session's persistent JAX compilation cache (conftest; a run after the first of its layout compiles nothing), which
@@ -13,7 +13,6 @@ keeps the file's wall time down.
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +30,8 @@ ARGS = ["--preset=tiny", "--steps=2", "--prompts_per_step=4", "--eval_every=100"
         "--save_every=1", "--keep_last=2"]
 TIMEOUT_S = 600
 LAYOUTS = {"1x4": (1, 4), "2x2": (2, 2), "4x1": (4, 1)}  # processes x devices per process
+ON_GCS = ("2x2", "4x1")  # layouts whose run dir is gs://BUCKET/multiprocess/<layout> on the fake GCS
+PREFIX = "multiprocess"  # their object-name prefix in the bucket
 
 
 def _free_port() -> int:
@@ -86,6 +87,18 @@ class Job:
 
 
 _SERVED: list = []  # the module's fake GCS server, while it runs
+
+
+def _bucket_names(run_dir: str) -> list[str]:
+    """The names (relative to ``run_dir``) of the objects in a gs:// run dir, as the server's store holds them."""
+    prefix = str(run_dir).removeprefix(f"gs://{fake_gcs.BUCKET}/") + "/"
+    return [n[len(prefix):] for n in _SERVED[0].names(fake_gcs.BUCKET) if n.startswith(prefix)]
+
+
+def _assert_only_logs_local(job: Job, processes: int) -> None:
+    """The processes' working dir (a write that bypassed the run-dir layer lands there) holds their logs only."""
+    local = os.path.dirname(job.logs[0])
+    assert sorted(os.listdir(local)) == [f"job.p{i}.log" for i in range(processes)]
 
 
 def _text(run_dir, name: str) -> str:
@@ -147,15 +160,19 @@ def shared(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, shared):
-    """The three layouts, run side by side -> {layout: (run_dir, Job, wall seconds)}; 4x1's run dir is
-    gs://BUCKET/multiprocess/4x1 on the fake GCS, its logs (and nothing else) in base/4x1."""
+    """The three layouts, run side by side -> {layout: (run_dir, Job, wall seconds)}; 1x4's run dir is local (base/1x4),
+    2x2's and 4x1's are gs://BUCKET/multiprocess/<layout> on the fake GCS, their logs (and nothing else) in
+    base/<layout>."""
     base = tmp_path_factory.mktemp("multiprocess")
     with fake_gcs.serving() as gcs:
         _SERVED.append(gcs)
-        (base / "4x1").mkdir()
-        jobs = {name: Job(base / name, p, d, shared) if name != "4x1" else
-                Job(f"gs://{fake_gcs.BUCKET}/multiprocess/4x1", p, d, shared, gcs=gcs, local=base / "4x1")
-                for name, (p, d) in LAYOUTS.items()}
+        jobs = {}
+        for name, (p, d) in LAYOUTS.items():
+            if name in ON_GCS:
+                (base / name).mkdir()
+                jobs[name] = Job(f"gs://{fake_gcs.BUCKET}/{PREFIX}/{name}", p, d, shared, gcs=gcs, local=base / name)
+            else:
+                jobs[name] = Job(base / name, p, d, shared)
         yield {name: (job.run_dir, job, job.finish()) for name, job in jobs.items()}
         _SERVED.clear()
 
@@ -164,8 +181,9 @@ def test_layouts_log_the_same_metrics_and_end_with_bit_identical_state(runs):
     ref_dir = runs["1x4"][0]
     ref_step, ref_state = _final_state(ref_dir)
     assert ref_step == 2 and len(ref_state) > 10
-    for name in ("2x2", "4x1"):
+    for name in ON_GCS:
         run_dir = runs[name][0]
+        assert str(run_dir).startswith("gs://"), run_dir
         _assert_same_metrics(_rows(ref_dir), _rows(run_dir), f"{name} vs 1x4 metrics")
         step, state = _final_state(run_dir)
         assert step == ref_step
@@ -175,33 +193,41 @@ def test_layouts_log_the_same_metrics_and_end_with_bit_identical_state(runs):
     assert np.isfinite(_rows(ref_dir)[-1]["loss"]) and "progress_mean" in _rows(ref_dir)[-1]
 
 
-def test_only_process_zero_logs_and_writes(runs):
-    run_dir, job, _ = runs["4x1"]
+@pytest.mark.parametrize("name", ON_GCS)
+def test_only_process_zero_logs_and_writes(runs, name):
+    run_dir, job, _ = runs[name]
+    processes = LAYOUTS[name][0]
     assert "run dir:" in job.log(0) and "train: 100%" in job.log(0)
-    for i in (1, 2, 3):
+    for i in range(1, processes):
         out = job.log(i)
         assert "run dir:" not in out and "train:" not in out and " INFO mrt_math" not in out, out[-2000:]
-    names = _SERVED[0].names(fake_gcs.BUCKET)  # the run dir is in the bucket: every file, no temporary names
-    for name in ("config.json", "metrics.jsonl", "report.md", "result.json", "eval_before.json", "summary.json",
+    names = _bucket_names(run_dir)  # the run dir is in the bucket: every file, no temporary names
+    for file in ("config.json", "metrics.jsonl", "report.md", "result.json", "eval_before.json", "summary.json",
                  "checkpoints/2/commit_success.txt"):
-        assert f"multiprocess/4x1/{name}" in names, name
-    assert [n for n in names if n.startswith("multiprocess/4x1/tb/events.out.tfevents.")]
-    assert not [n for n in names if ".tmp" in n]
-    local = os.path.dirname(job.logs[0])  # the processes' working dir: a write that bypassed the layer lands here
-    assert sorted(os.listdir(local)) == [f"job.p{i}.log" for i in range(4)]
+        assert file in names, file
+    assert [n for n in names if n.startswith("tb/events.out.tfevents.")]
+    assert not [n for n in _SERVED[0].names(fake_gcs.BUCKET) if ".tmp" in n]
+    _assert_only_logs_local(job, processes)
     result = json.loads(_text(run_dir, "result.json"))
-    assert result["config"]["num_processes"] == 4 and result["steps_done"] == 2
+    assert result["config"]["num_processes"] == processes and result["steps_done"] == 2
 
 
 def test_two_process_run_resumes_from_its_checkpoint(runs, tmp_path, shared):
-    """Step 2's checkpoint removed (as if killed after step 1's save): the resumed run ends bit-identical."""
+    """On the bucket: the 2x2 run's objects copied to a new prefix without step 2's checkpoint (as if killed after
+    step 1's save), the 2-process job run there again resumes from step 1 and ends bit-identical."""
     source, _, _ = runs["2x2"]
-    run_dir = tmp_path / "resumed"
-    shutil.copytree(source, run_dir)
-    shutil.rmtree(run_dir / "checkpoints" / "2")
-    job = Job(run_dir, 2, 2, shared)
+    gcs = _SERVED[0]
+    run_dir = f"gs://{fake_gcs.BUCKET}/{PREFIX}/2x2-resumed"
+    copied = gcs.copy_prefix(fake_gcs.BUCKET, f"{PREFIX}/2x2", f"{PREFIX}/2x2-resumed", skip=("checkpoints/2/",))
+    assert copied and f"{PREFIX}/2x2-resumed/checkpoints/1/commit_success.txt" in copied
+    assert not [n for n in _bucket_names(run_dir) if n.startswith("checkpoints/2/")]
+    (tmp_path / "resumed").mkdir()
+    job = Job(run_dir, 2, 2, shared, gcs=gcs, local=tmp_path / "resumed")
     job.finish()
     assert "resumed from step 1" in job.log(0) and "resumed from step" not in job.log(1)
+    assert "checkpoints/2/commit_success.txt" in _bucket_names(run_dir)
+    assert not [n for n in _bucket_names(run_dir) if ".tmp" in n]
+    _assert_only_logs_local(job, 2)
     _assert_same_metrics(_rows(source), _rows(run_dir), "resumed vs uninterrupted")
     _assert_bit_identical(_final_state(source)[1], _final_state(run_dir)[1], "resumed vs uninterrupted state")
 

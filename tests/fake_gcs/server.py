@@ -192,6 +192,18 @@ class FakeGCS:
         with self.store.lock:
             return self.store.objects[(bucket, name)][1]
 
+    def copy_prefix(self, bucket: str, src: str, dst: str, skip: tuple[str, ...] = ()) -> list[str]:
+        """Copy every object named ``src/REST`` to ``dst/REST`` (new generations), leaving out those whose REST
+        starts with one of ``skip``; the copies' names, sorted. A test's setup, done in the store (no request)."""
+        src, dst = src.rstrip("/") + "/", dst.rstrip("/") + "/"
+        with self.store.lock:
+            rests = sorted(n[len(src):] for (b, n) in self.store.objects if b == bucket and n.startswith(src))
+            rests = [r for r in rests if not r.startswith(skip)]
+            objects = self.store.objects
+            for r in rests:
+                objects[(bucket, dst + r)] = (self.store.next_generation(), objects[(bucket, src + r)][1])
+        return [dst + r for r in rests]
+
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
