@@ -111,7 +111,8 @@ def write_report(run_dir: str, result: dict) -> str:
     charts and documents are drawn in a local staging dir and uploaded (``run_files.Staging``)."""
     run_files.write_text(run_files.run_path(run_dir, "result.json"), json.dumps(result, indent=1, default=str))
     cfg = result.get("config", {})
-    title = f"Run report: {cfg.get('algo', '?')} on {cfg.get('task', '?')} (model {cfg.get('model', '?')})"
+    trained_on = cfg.get("dataset") or cfg.get("task", "?")  # a --dataset run trains on the file, not the task
+    title = f"Run report: {cfg.get('algo', '?')} on {trained_on} (model {cfg.get('model', '?')})"
     named = [(label, result[label]) for label in ("before", "after") if _usable(result.get(label))]
     notes: list[Block] = []
     valid = []

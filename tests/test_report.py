@@ -68,6 +68,10 @@ def test_run_report_tables_charts_and_html(tmp_path):
     assert "| accuracy | 0.400 | 0.600 |" in md
     assert "| before | 0.100 | 0.200 | 0.300 | 0.400 |" in md
     assert "| after | 0.200 | 0.400 | 0.500 | 0.600 |" in md
+    assert md.startswith(f"# Run report: mrt on {result['config']['task']} (model ")
+    result["config"]["dataset"] = "easy-math"  # a run on a file is titled by the file, not the (unused) task
+    assert open(write_report(run_dir, result)).read().startswith("# Run report: mrt on easy-math (model ")
+    md = open(write_report(run_dir, dict(result, config={**result["config"], "dataset": ""}))).read()
     assert "| learning_rate | 0.0003 |" in md and "| seed | 0 |" in md
     for png in ("accuracy_vs_budget.png", "regret_vs_budget.png", "training_curves.png"):
         assert f"]({png})" in md
