@@ -51,6 +51,19 @@ def _positive(name: str):
     return parse
 
 
+def _rows_per_call(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--rows_per_call must be a positive integer (rows sampled per call) or "
+                                         f"'all', got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = OneLineErrorParser(prog="python -m experiments.evaluate", description=__doc__.split("\n")[0],
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -77,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=4, help="max episodes for pass@1 by episode (0: off)")
     p.add_argument("--episode_rule", choices=("markers", "grid"), help="default: the run's, else markers")
     p.add_argument("--episode_grid", type=_positive("episode_grid"), help="tokens per episode for the grid rule")
+    p.add_argument("--rows_per_call", type=_rows_per_call, default=64,
+                   help="problems x n traces sampled (caches kept for the forced answers) per call, in whole "
+                        "problems: bounds memory, changes no number ('all': every row at once)")
     p.add_argument("--out", help="output dir (default with --run_dir: RUN/eval_step<N>)")
     p.add_argument("--title", help="report title")
     p.add_argument("--seed", type=int, default=0, help="sampling seed; with --model also the task problem stream")
@@ -133,7 +149,7 @@ def _settings(args, run_cfg, fmt, max_tokens: int):
         answer_stop=fmt.answer_stop,
         episode_rules=rules, max_episodes=args.episodes, extrapolate=tuple(args.extrapolate),
         extend_texts=tuple(fmt.episode_separator + c for c in fmt.continuation_cues),
-        max_extensions=args.max_extensions, seed=args.seed)
+        max_extensions=args.max_extensions, seed=args.seed, rows_per_call=args.rows_per_call)
 
 
 def _build_model(args, run_cfg, ckpt, problems):

@@ -136,6 +136,77 @@ def test_suite_reproduces_the_budgeted_evaluator(tiny):
         assert_tree_close(again[key], summary[key], path=key)
 
 
+def test_rows_per_call_changes_no_number(tiny, monkeypatch):
+    """Evaluating in chunks of whole problems (memory bounded by --rows_per_call) gives the numbers of one call over
+    every row: random traces, k random forced answers per point, episodes and budget forcing draw from the streams
+    the single call would use. 5 problems x 2 traces: chunks of 2 problems (4 + 4 + 2 rows) and of 1 problem (2
+    rows, more than the bound of 1: a problem is never split)."""
+    from mrt_jax.data import get_task
+    from mrt_jax.evaluation import EvalSettings, evaluate_suite, extrapolation
+    from mrt_jax.sampling import EpisodeRules, Sampler
+
+    _, model, tok, fmt = tiny
+    problems = get_task("arithmetic").problems(5, seed=5)
+    prompts = [tok.encode(fmt.build_prompt(p.question)) for p in problems]
+    answers = [p.answer for p in problems]
+    sampler = Sampler(model, tok, max_cache_len=256)
+    extended = []  # per budget_force call (one per chunk): the extensions of each row
+    real = extrapolation.budget_force
+
+    def budget_force(*args, **kw):
+        forced = real(*args, **kw)
+        extended.append(forced.extensions)
+        return forced
+
+    monkeypatch.setattr(extrapolation, "budget_force", budget_force)
+
+    def run(rows_per_call):
+        extended.clear()
+        settings = EvalSettings(max_new_tokens=12, budgets=(3, 6, 12), n=2, temperature=0.9, k=2, k_temperature=0.9,
+                                answer_tokens=3, episode_rules=EpisodeRules.grid_of(5), max_episodes=2,
+                                extrapolate=(96,), max_extensions=2, rows_per_call=rows_per_call)
+        res = evaluate_suite(sampler, prompts, answers, _hash_verify, forced_suffix=fmt.forced_termination_suffix,
+                             settings=settings)
+        summary = res.to_dict()
+        assert summary["settings"].pop("rows_per_call") == rows_per_call and summary["cost"].pop("seconds") >= 0
+        return summary, [t.to_json() for t in res.traces], list(extended)
+
+    whole, whole_traces, _ = run(None)
+    assert 0 < whole["pass_at_budget"][0] < 1 and whole["maj_at_k"]["k"] == [1, 2]  # the verifier says something
+    assert whole["cost"]["forced_answer_tokens"] > 0 and len(whole_traces) == 10
+    for rows_per_call, sizes in ((4, [4, 4, 2]), (1, [2] * 5)):
+        summary, traces, extended_by_chunk = run(rows_per_call)
+        assert [len(e) for e in extended_by_chunk] == sizes
+        # Budget forcing extended rows in more than one chunk (their forks number on from the earlier chunks').
+        assert sum(any(e) for e in extended_by_chunk) >= 2, extended_by_chunk
+        assert_tree_close(summary, whole, rel=0, abs_tol=0, path=f"rows_per_call={rows_per_call}")
+        assert_tree_close(traces, whole_traces, rel=0, abs_tol=0, path=f"rows_per_call={rows_per_call} traces")
+
+
+def test_budgeted_rows_per_call_changes_no_number(tiny):
+    """The training job's periodic evaluation (``evaluate_budgeted``, 64 rows per call by default) in chunks of whole
+    problems gives the numbers of one call: random traces and k random forced answers per budget."""
+    from mrt_jax.data import get_task
+    from mrt_jax.evaluation import evaluate_budgeted
+    from mrt_jax.sampling import Sampler
+
+    _, model, tok, fmt = tiny
+    problems = get_task("arithmetic").problems(5, seed=7)
+    prompts = [tok.encode(fmt.build_prompt(p.question)) for p in problems]
+    sampler = Sampler(model, tok, max_cache_len=128)
+
+    def run(rows_per_call):
+        return evaluate_budgeted(sampler, prompts, [p.answer for p in problems], _hash_verify,
+                                 forced_suffix=fmt.forced_termination_suffix, max_new_tokens=12, budgets=[4, 8, 12],
+                                 n=2, temperature=0.9, k=2, k_temperature=0.9, answer_tokens=3, seed=4,
+                                 rows_per_call=rows_per_call).to_dict()
+
+    whole = run(None)
+    assert 0 < whole["pass_at_budget"][0] < 1
+    for rows_per_call in (4, 1):
+        assert_tree_close(run(rows_per_call), whole, rel=0, abs_tol=0, path=f"rows_per_call={rows_per_call}")
+
+
 def test_restore_newest_checkpoint_read_only(tmp_path, tiny):
     import dataclasses
 
@@ -202,6 +273,10 @@ def test_bad_flags_and_data(tmp_path, capsys):
         (["--model=tiny", f"--dataset={good}", "--extrapolate=8", "--max_tokens=16", out],
          "--extrapolate=8: budgets must exceed --max_tokens=16"),
         (["--model=tiny", f"--dataset={good}", "--n=0", out], "--n must be a positive integer"),
+        (["--model=tiny", f"--dataset={good}", "--rows_per_call=0", out],
+         "--rows_per_call must be a positive integer (rows sampled per call) or 'all', got '0'"),
+        (["--model=tiny", f"--dataset={good}", "--rows_per_call=-8", out],
+         "--rows_per_call must be a positive integer (rows sampled per call) or 'all', got '-8'"),
         (["--model=tiny", f"--dataset={good}"], "--out is required with --model"),
         (["--model=tiny", f"--run_dir={run}", out], "not allowed with argument"),
         ([out], "one of the arguments --run_dir --model is required"),

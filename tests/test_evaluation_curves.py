@@ -168,9 +168,25 @@ def test_settings_validation():
     assert EvalSettings(max_new_tokens=12, budgets=(12, 4, 4)).budgets == (4, 12)
     for bad, match in [(dict(budgets=(0, 4)), "budgets must be positive"), (dict(budgets=(24,)), "<= max_new"),
                        (dict(extrapolate=(8,)), "must exceed"), (dict(n=0), "n must be"),
-                       (dict(maj_ks=(4,), n=2), "maj_ks must be <= n")]:
+                       (dict(maj_ks=(4,), n=2), "maj_ks must be <= n"),
+                       (dict(rows_per_call=0), r"EvalSettings.rows_per_call must be an integer >= 1 \(rows sampled "
+                                               r"per call\) or None \(every row in one call\), got 0"),
+                       (dict(rows_per_call=-4), "rows_per_call must be an integer >= 1"),
+                       (dict(rows_per_call=2.0), "rows_per_call must be an integer >= 1")]:
         with pytest.raises(ValueError, match=match):
             EvalSettings(max_new_tokens=12, **bad)
+
+
+def test_row_chunks_keep_problems_whole():
+    from mrt_jax.evaluation.chunks import row_chunks
+
+    rows = [p for p in "abcde" for _ in range(2)]  # 5 problems x 2 traces
+    assert row_chunks(rows, None) == row_chunks(rows, 10) == row_chunks(rows, 64) == [(0, 10)]
+    assert row_chunks(rows, 4) == row_chunks(rows, 5) == [(0, 4), (4, 8), (8, 10)]
+    assert row_chunks(rows, 6) == [(0, 6), (6, 10)]
+    assert row_chunks(rows, 1) == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]  # a problem is never split
+    assert row_chunks(list("aaabcc"), 3) == [(0, 3), (3, 6)] and row_chunks(list("abbbc"), 2) == [(0, 1), (1, 4),
+                                                                                                    (4, 5)]
 
 
 def test_suite_refuses_repeated_problem_ids():

@@ -144,7 +144,8 @@ EVAL_FLAGS = {"--n": ("--n=4", []), "--k": ("--k=4", []), "--temperature": ("--t
               "--extrapolate": ("--extrapolate=200", []), "--answer_tokens": ("--answer_tokens=8", []),
               "--max_extensions": ("--max_extensions=2", ["--extrapolate=200"]), "--episodes": ("--episodes=2", []),
               "--episode_rule": ("--episode_rule=grid", []), "--seed": ("--seed=3", []),
-              "--episode_grid": ("--episode_grid=8", ["--episode_rule=grid"])}
+              "--episode_grid": ("--episode_grid=8", ["--episode_rule=grid"]),
+              "--rows_per_call": ("--rows_per_call=8", [])}
 
 
 @pytest.mark.parametrize("flag", sorted(EVAL_FLAGS))
@@ -159,3 +160,17 @@ def test_every_sampling_flag_of_evaluate_changes_its_settings(flag):
 
     value, extra = EVAL_FLAGS[flag]
     assert settings(*extra, value) != settings(*extra)
+
+
+def test_evaluate_rows_per_call_reaches_its_settings():
+    """--rows_per_call (chunks of rows: memory, no number) defaults to EvalSettings' bound; 'all' is one call."""
+    from experiments import evaluate
+    from mrt_jax.data import PLAIN
+    from mrt_jax.evaluation import EvalSettings
+
+    def rows_per_call(*flags):
+        return evaluate._settings(evaluate.parse_args(["--model=tiny", "--out=unused", *flags]), None, PLAIN,
+                                  96).rows_per_call
+
+    assert rows_per_call() == EvalSettings(max_new_tokens=8).rows_per_call == 64
+    assert rows_per_call("--rows_per_call=8") == 8 and rows_per_call("--rows_per_call=all") is None

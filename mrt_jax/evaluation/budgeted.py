@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from mrt_jax.evaluation.chunks import row_chunks
 from mrt_jax.random_streams import offset
 from mrt_jax.rewards.scorer import Scorer, rewards
 from mrt_jax.rl import normalized_regret, tokens_to_accuracy
@@ -41,36 +42,47 @@ def evaluate_budgeted(sampler: Sampler, prompt_ids: Sequence[list[int]], answers
                       verify: Callable[[str, str], float] | Scorer, *, forced_suffix: str, max_new_tokens: int,
                       budgets: Sequence[int], n: int = 1, temperature: float = 0.0, k: int = 1,
                       k_temperature: float = 0.0, answer_tokens: int = 16, answer_stop: Sequence = ("\n",),
-                      seed: int = 0) -> BudgetedEval:
+                      seed: int = 0, rows_per_call: int | None = 64) -> BudgetedEval:
     """``answer_stop``: where a forced answer ends (the prompt format's ``answer_stop``; default: the plain
-    format's line)."""
+    format's line). ``rows_per_call``: rows (problems x n) sampled and forked per call, in whole problems, each
+    call's cache freed before the next (``mrt_jax.evaluation.chunks``); None: all at once. The numbers do not depend
+    on it: every row and forced answer draws from the stream one call over all rows would give it."""
     P = len(prompt_ids)
     rows = [p for p in prompt_ids for _ in range(n)]
     gold = [a for a in answers for _ in range(n)]
-    out = sampler.generate(rows, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                           keep_cache=True)
-    final = rewards(verify, out.texts, gold)
     budgets = sorted(int(b) for b in budgets)
-    branches, where = [], []
-    for i, toks in enumerate(out.tokens):
-        for bi, b in enumerate(budgets):
-            if b < len(toks):
-                branches.append(Branch(row=i, position=b, text=forced_suffix, n=k))
-                where.append((i, bi))
-    score = np.repeat(final[:, None], len(budgets), axis=1)  # finished traces keep their own answer
-    if branches:
-        meta = sampler.fork(out, branches, max_new_tokens=answer_tokens, temperature=k_temperature,
-                            seed=offset(seed, 1),
-                            stop=list(answer_stop))
-        forced = rewards(verify, [forced_suffix + t for t in meta.texts],
-                         [gold[where[j // k][0]] for j in range(len(meta.texts))])
-        forced = forced.reshape(len(branches), k).mean(1)
-        for (i, bi), v in zip(where, forced):
-            score[i, bi] = v
+    score = np.zeros((len(rows), len(budgets)))
+    final = np.zeros(len(rows))
+    lengths = np.zeros(len(rows), np.int64)
+    first_branch = 0  # forced answers numbered over the branches of every row, k streams each
+    for lo, hi in row_chunks([r // n for r in range(len(rows))], rows_per_call):
+        out = sampler.generate(rows[lo:hi], max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                               keep_cache=True, row_ids=range(lo, hi))
+        final[lo:hi] = rewards(verify, out.texts, gold[lo:hi])
+        lengths[lo:hi] = out.lengths
+        score[lo:hi] = final[lo:hi, None]  # finished traces keep their own answer
+        branches, where = [], []
+        for i, toks in enumerate(out.tokens):
+            for bi, b in enumerate(budgets):
+                if b < len(toks):
+                    branches.append(Branch(row=i, position=b, text=forced_suffix, n=k))
+                    where.append((lo + i, bi))
+        if branches:
+            meta = sampler.fork(out, branches, max_new_tokens=answer_tokens, temperature=k_temperature,
+                                seed=offset(seed, 1), stop=list(answer_stop),
+                                row_ids=range(first_branch * k, (first_branch + len(branches)) * k))
+            forced = rewards(verify, [forced_suffix + t for t in meta.texts],
+                             [gold[where[j // k][0]] for j in range(len(meta.texts))])
+            forced = forced.reshape(len(branches), k).mean(1)
+            for (i, bi), v in zip(where, forced):
+                score[i, bi] = v
+            first_branch += len(branches)
+        out.cache = None  # the chunk's kept cache goes before the next chunk's generate
+        del out
     curve = score.mean(0)
     regrets = [normalized_regret(budgets, score[i], budgets[-1]) for i in range(len(rows))]
     regret = float(np.mean(np.asarray(regrets).reshape(P, n).mean(1)))
     half = 0.5 * float(curve[-1])
     return BudgetedEval(budgets=budgets, pass_at_budget=[float(c) for c in curve], accuracy=float(final.mean()),
-                        regret=regret, mean_length=float(np.mean(out.lengths)),
+                        regret=regret, mean_length=float(np.mean(lengths)),
                         tokens_to_half_max=tokens_to_accuracy(budgets, curve, half) if half > 0 else float("inf"))

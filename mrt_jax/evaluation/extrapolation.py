@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from mrt_jax.evaluation.chunks import GlobalRows, row_chunks
 from mrt_jax.evaluation.curves import problem_mean
 from mrt_jax.evaluation.forcing import forced_points
 from mrt_jax.rewards.scorer import Scorer, rewards
@@ -22,24 +23,35 @@ from mrt_jax.sampling import Sampler, budget_force
 def extrapolated_pass(sampler: Sampler, rows: Sequence[list[int]], golds: Sequence[str], problem_ids: Sequence[str],
                       verify: Callable[[str, str], float] | Scorer, *, budgets: Sequence[int], suffix: str,
                       extend_texts: Sequence[str], max_extensions: int, temperature: float, k: int,
-                      k_temperature: float, answer_tokens: int, answer_stop: Sequence[str] | None, seed: int
-                      ) -> tuple[list[float], dict[str, int]]:
-    """(pass@1 at each of ``budgets``, token counts ``{"trace_tokens", "forced_answer_tokens", "extensions"}``)."""
+                      k_temperature: float, answer_tokens: int, answer_stop: Sequence[str] | None, seed: int,
+                      rows_per_call: int | None = None) -> tuple[list[float], dict[str, int]]:
+    """(pass@1 at each of ``budgets``, token counts ``{"trace_tokens", "forced_answer_tokens", "extensions"}``).
+
+    ``rows_per_call``: rows budget-forced (and their caches kept) at a time, in whole problems
+    (``mrt_jax.evaluation.chunks``); None: all at once. The numbers do not depend on it."""
     budgets = sorted(int(b) for b in budgets)
-    forced = budget_force(sampler, list(rows), budget=budgets[-1], extend_texts=tuple(extend_texts),
-                          max_extensions=max_extensions, temperature=temperature, seed=seed)
-    finals = rewards(verify, forced.texts, golds)
-    score = np.repeat(finals[:, None], len(budgets), axis=1)
-    pairs = [(i, b) for i, toks in enumerate(forced.tokens) for b in budgets if b < len(toks)]
-    spent = 0
-    if pairs:
-        source = sampler.prefill(list(rows), forced.tokens)
-        mean, _, spent = forced_points(sampler, source, pairs, golds, verify, suffix=suffix, k=k,
-                                       max_new_tokens=answer_tokens, temperature=k_temperature, seed=seed + 1,
-                                       stop=answer_stop)
-        column = {b: j for j, b in enumerate(budgets)}
-        for (i, b), v in zip(pairs, mean):
-            score[i, column[b]] = v
-    counts = {"trace_tokens": int(sum(len(t) for t in forced.tokens)), "forced_answer_tokens": spent,
-              "extensions": int(sum(forced.extensions))}
+    column = {b: j for j, b in enumerate(budgets)}
+    score = np.zeros((len(rows), len(budgets)))
+    counts = {"trace_tokens": 0, "forced_answer_tokens": 0, "extensions": 0}
+    fork_counts: list[int] = []  # output rows of each extension round so far (the rounds' global ids)
+    first_pair = 0
+    for lo, hi in row_chunks(problem_ids, rows_per_call):
+        chunk = [list(r) for r in rows[lo:hi]]
+        forced = budget_force(GlobalRows(sampler, lo, fork_counts), chunk, budget=budgets[-1],
+                              extend_texts=tuple(extend_texts), max_extensions=max_extensions,
+                              temperature=temperature, seed=seed)
+        score[lo:hi] = rewards(verify, forced.texts, golds[lo:hi])[:, None]
+        pairs = [(i, b) for i, toks in enumerate(forced.tokens) for b in budgets if b < len(toks)]
+        if pairs:
+            source = sampler.prefill(chunk, forced.tokens)
+            mean, _, spent = forced_points(sampler, source, pairs, golds[lo:hi], verify, suffix=suffix, k=k,
+                                           max_new_tokens=answer_tokens, temperature=k_temperature, seed=seed + 1,
+                                           stop=answer_stop, first_pair=first_pair)
+            del source  # the chunk's cache goes before the next chunk's is built
+            for (i, b), v in zip(pairs, mean):
+                score[lo + i, column[b]] = v
+            counts["forced_answer_tokens"] += spent
+            first_pair += len(pairs)
+        counts["trace_tokens"] += int(sum(len(t) for t in forced.tokens))
+        counts["extensions"] += int(sum(forced.extensions))
     return [float(v) for v in problem_mean(score, problem_ids)], counts

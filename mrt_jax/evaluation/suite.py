@@ -1,5 +1,6 @@
 """The evaluation entry point: ``evaluate_suite`` samples traces, forces answers at token budgets and episode ends,
-and returns every curve of eval.json in one pass (one generate, one fork, plus budget forcing if asked).
+and returns every curve of eval.json in one pass (one generate and one fork per chunk of ``rows_per_call`` rows,
+plus budget forcing if asked; the numbers do not depend on the chunks, ``mrt_jax.evaluation.chunks``).
 
 For each problem, ``n`` traces are sampled up to ``max_new_tokens``. At every grid budget shorter than a trace and
 after every episode, the prefix is forked with the forced-termination suffix and ``k`` answers are sampled (the
@@ -43,6 +44,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mrt_jax.evaluation.budgeted import budget_grid
+from mrt_jax.evaluation.chunks import check_rows_per_call, row_chunks
 from mrt_jax.evaluation.curves import problem_mean
 from mrt_jax.evaluation.episodic import episode_positions
 from mrt_jax.evaluation.extrapolation import extrapolated_pass
@@ -85,8 +87,12 @@ class EvalSettings:
     max_extensions: int = 4
     targets: tuple[float, ...] = DEFAULT_TARGETS
     seed: int = 0
+    # Rows (problems x n traces) sampled, their caches kept and forked, per call: whole problems per call (at least
+    # one), so memory is bounded by it; None: every row at once. The numbers do not depend on it.
+    rows_per_call: int | None = 64
 
     def __post_init__(self):
+        check_rows_per_call(self.rows_per_call, "EvalSettings.rows_per_call")
         for name in ("max_new_tokens", "n", "k", "answer_tokens"):
             if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or \
                     getattr(self, name) < 1:
@@ -171,47 +177,63 @@ def evaluate_suite(sampler: Sampler, prompt_ids: Sequence[list[int]], answers: S
     rows = [list(p) for p in prompt_ids for _ in range(s.n)]
     golds = [a for a in answers for _ in range(s.n)]
     row_pids = [p for p in pids for _ in range(s.n)]
-    out = sampler.generate(rows, max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=s.seed,
-                           keep_cache=True)
-    finals = rewards(verify, out.texts, golds)
-
     budgets = list(s.budgets)
-    episodes = [] if s.episode_rules is None else [
-        episode_positions(t, s.episode_rules, s.max_episodes, _decode(sampler)) for t in out.tokens]
-    wanted = set()
-    for i, toks in enumerate(out.tokens):
-        wanted.update((i, b) for b in budgets if b < len(toks))
-        wanted.update((i, p) for p in (episodes[i] if episodes else []) if p is not None and p < len(toks))
-    pairs = sorted(wanted)
-    mean, vote, answer_spent = forced_points(
-        sampler, out, pairs, golds, verify, suffix=forced_suffix, k=s.k, max_new_tokens=s.answer_tokens,
-        temperature=s.k_temperature, seed=s.seed + 1, stop=s.answer_stop)
-    at = {pair: (float(m), float(v)) for pair, m, v in zip(pairs, mean, vote)}
+    # Chunks of whole problems, each sampled and forked with the random streams of one call over every row (global
+    # row ids; forced answers numbered over the sorted (row, position) pairs of every row), its cache freed before
+    # the next chunk's: memory bounded by rows_per_call, the numbers independent of it.
+    tokens, texts, finals, episodes = [], [], [], []
+    at: dict[tuple[int, int], tuple[float, float]] = {}
+    first_pair = answer_spent = trace_tokens = 0
+    for lo, hi in row_chunks(row_pids, s.rows_per_call):
+        out = sampler.generate(rows[lo:hi], max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=s.seed,
+                               keep_cache=True, row_ids=range(lo, hi))
+        chunk_episodes = [] if s.episode_rules is None else [
+            episode_positions(t, s.episode_rules, s.max_episodes, _decode(sampler)) for t in out.tokens]
+        wanted = set()
+        for i, toks in enumerate(out.tokens):
+            wanted.update((i, b) for b in budgets if b < len(toks))
+            wanted.update((i, p) for p in (chunk_episodes[i] if chunk_episodes else [])
+                          if p is not None and p < len(toks))
+        pairs = sorted(wanted)  # the chunk's run of the sorted pairs of every row
+        mean, vote, spent = forced_points(
+            sampler, out, pairs, golds[lo:hi], verify, suffix=forced_suffix, k=s.k, max_new_tokens=s.answer_tokens,
+            temperature=s.k_temperature, seed=s.seed + 1, stop=s.answer_stop, first_pair=first_pair)
+        out.cache = None  # free the kept cache before the next chunk's generate
+        at.update({(lo + i, p): (float(m), float(v)) for (i, p), m, v in zip(pairs, mean, vote)})
+        first_pair += len(pairs)
+        answer_spent += spent
+        trace_tokens += int(np.sum(out.lengths))
+        tokens += list(out.tokens)
+        texts += list(out.texts)
+        finals += [float(f) for f in rewards(verify, out.texts, golds[lo:hi])]
+        episodes += chunk_episodes
+        del out
 
     traces = []
-    for i, toks in enumerate(out.tokens):
-        final = (float(finals[i]), float(finals[i]))
+    for i, toks in enumerate(tokens):
+        final = (finals[i], finals[i])
         points = [at.get((i, b), final) for b in budgets]
         rec = TraceRecord(row_pids[i], str(i % s.n), [float(b) for b in budgets], [m for m, _ in points],
-                          [v for _, v in points], final_answer=extract_answer(out.texts[i]),
-                          final_correct=float(finals[i]), length=len(toks))
+                          [v for _, v in points], final_answer=extract_answer(texts[i]),
+                          final_correct=finals[i], length=len(toks))
         if episodes:
-            rec.episodes = {e: (at[(i, p)][0] if p is not None and p < len(toks) else float(finals[i]))
+            rec.episodes = {e: (at[(i, p)][0] if p is not None and p < len(toks) else finals[i])
                             for e, p in enumerate(episodes[i])}
         traces.append(rec)
 
     summary = summarize(traces, budgets=budgets, targets=s.targets, ks=s.maj_ks or default_ks(s.n))
     if episodes:
-        summary["episode_tokens"] = _episode_tokens(episodes, out.tokens, row_pids)
+        summary["episode_tokens"] = _episode_tokens(episodes, tokens, row_pids)
     extra_tokens = 0
     if s.extrapolate:
         curve, counts = extrapolated_pass(
             sampler, rows, golds, row_pids, verify, budgets=s.extrapolate, suffix=forced_suffix,
             extend_texts=s.extend_texts, max_extensions=s.max_extensions, temperature=s.temperature, k=s.k,
-            k_temperature=s.k_temperature, answer_tokens=s.answer_tokens, answer_stop=s.answer_stop, seed=s.seed + 2)
+            k_temperature=s.k_temperature, answer_tokens=s.answer_tokens, answer_stop=s.answer_stop, seed=s.seed + 2,
+            rows_per_call=s.rows_per_call)
         summary["extrapolation"] = {"budgets": list(s.extrapolate), "pass_at_budget": curve}
         extra_tokens = counts["trace_tokens"] + counts["forced_answer_tokens"]
-    summary["cost"] = {"trace_tokens": int(np.sum(out.lengths)), "forced_answer_tokens": answer_spent,
+    summary["cost"] = {"trace_tokens": trace_tokens, "forced_answer_tokens": answer_spent,
                        "extrapolation_tokens": extra_tokens, "seconds": round(time.time() - t0, 2)}
     summary["settings"] = s.to_dict()
     return EvalResult(summary, traces)
