@@ -34,6 +34,7 @@ from experiments.eval_inputs import (
 )
 from experiments.eval_report import write_report_for
 from mrt_jax import run_files
+from mrt_jax.evaluation.chunks import DEFAULT_ROWS_PER_CALL
 
 log = logging.getLogger("evaluate")
 
@@ -90,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=4, help="max episodes for pass@1 by episode (0: off)")
     p.add_argument("--episode_rule", choices=("markers", "grid"), help="default: the run's, else markers")
     p.add_argument("--episode_grid", type=_positive("episode_grid"), help="tokens per episode for the grid rule")
-    p.add_argument("--rows_per_call", type=_rows_per_call, default=64,
+    p.add_argument("--rows_per_call", type=_rows_per_call, default=DEFAULT_ROWS_PER_CALL,
                    help="problems x n traces sampled (caches kept for the forced answers) per call, in whole "
                         "problems: bounds memory, changes no number ('all': every row at once)")
     p.add_argument("--out", help="output dir (default with --run_dir: RUN/eval_step<N>)")

@@ -177,7 +177,7 @@ def test_rows_per_call_changes_no_number(tiny, monkeypatch):
     for rows_per_call, sizes in ((4, [4, 4, 2]), (1, [2] * 5)):
         summary, traces, extended_by_chunk = run(rows_per_call)
         assert [len(e) for e in extended_by_chunk] == sizes
-        # Budget forcing extended rows in more than one chunk (their forks number on from the earlier chunks').
+        # Budget forcing extended rows in more than one chunk (each row's extensions draw from its global row id).
         assert sum(any(e) for e in extended_by_chunk) >= 2, extended_by_chunk
         assert_tree_close(summary, whole, rel=0, abs_tol=0, path=f"rows_per_call={rows_per_call}")
         assert_tree_close(traces, whole_traces, rel=0, abs_tol=0, path=f"rows_per_call={rows_per_call} traces")

@@ -13,11 +13,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mrt_jax.evaluation.chunks import row_chunks
+from mrt_jax.evaluation.chunks import DEFAULT_ROWS_PER_CALL, sampled_chunks
+from mrt_jax.evaluation.forcing import forced_points
 from mrt_jax.random_streams import offset
 from mrt_jax.rewards.scorer import Scorer, rewards
 from mrt_jax.rl import normalized_regret, tokens_to_accuracy
-from mrt_jax.sampling import Branch, Sampler
+from mrt_jax.sampling import Sampler
 
 
 @dataclasses.dataclass
@@ -42,7 +43,7 @@ def evaluate_budgeted(sampler: Sampler, prompt_ids: Sequence[list[int]], answers
                       verify: Callable[[str, str], float] | Scorer, *, forced_suffix: str, max_new_tokens: int,
                       budgets: Sequence[int], n: int = 1, temperature: float = 0.0, k: int = 1,
                       k_temperature: float = 0.0, answer_tokens: int = 16, answer_stop: Sequence = ("\n",),
-                      seed: int = 0, rows_per_call: int | None = 64) -> BudgetedEval:
+                      seed: int = 0, rows_per_call: int | None = DEFAULT_ROWS_PER_CALL) -> BudgetedEval:
     """``answer_stop``: where a forced answer ends (the prompt format's ``answer_stop``; default: the plain
     format's line). ``rows_per_call``: rows (problems x n) sampled and forked per call, in whole problems, each
     call's cache freed before the next (``mrt_jax.evaluation.chunks``); None: all at once. The numbers do not depend
@@ -54,31 +55,19 @@ def evaluate_budgeted(sampler: Sampler, prompt_ids: Sequence[list[int]], answers
     score = np.zeros((len(rows), len(budgets)))
     final = np.zeros(len(rows))
     lengths = np.zeros(len(rows), np.int64)
-    first_branch = 0  # forced answers numbered over the branches of every row, k streams each
-    for lo, hi in row_chunks([r // n for r in range(len(rows))], rows_per_call):
-        out = sampler.generate(rows[lo:hi], max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                               keep_cache=True, row_ids=range(lo, hi))
+    first_pair = 0  # forced answers numbered over the (row, budget) pairs of every row, k streams each
+    for lo, hi, out in sampled_chunks(sampler, rows, [r // n for r in range(len(rows))], rows_per_call,
+                                      max_new_tokens=max_new_tokens, temperature=temperature, seed=seed):
         final[lo:hi] = rewards(verify, out.texts, gold[lo:hi])
         lengths[lo:hi] = out.lengths
         score[lo:hi] = final[lo:hi, None]  # finished traces keep their own answer
-        branches, where = [], []
-        for i, toks in enumerate(out.tokens):
-            for bi, b in enumerate(budgets):
-                if b < len(toks):
-                    branches.append(Branch(row=i, position=b, text=forced_suffix, n=k))
-                    where.append((lo + i, bi))
-        if branches:
-            meta = sampler.fork(out, branches, max_new_tokens=answer_tokens, temperature=k_temperature,
-                                seed=offset(seed, 1), stop=list(answer_stop),
-                                row_ids=range(first_branch * k, (first_branch + len(branches)) * k))
-            forced = rewards(verify, [forced_suffix + t for t in meta.texts],
-                             [gold[where[j // k][0]] for j in range(len(meta.texts))])
-            forced = forced.reshape(len(branches), k).mean(1)
-            for (i, bi), v in zip(where, forced):
-                score[i, bi] = v
-            first_branch += len(branches)
-        out.cache = None  # the chunk's kept cache goes before the next chunk's generate
-        del out
+        pairs = [(i, bi) for i, toks in enumerate(out.tokens) for bi, b in enumerate(budgets) if b < len(toks)]
+        mean, _, _ = forced_points(sampler, out, [(i, budgets[bi]) for i, bi in pairs], gold[lo:hi], verify,
+                                   suffix=forced_suffix, k=k, max_new_tokens=answer_tokens, temperature=k_temperature,
+                                   seed=offset(seed, 1), stop=answer_stop, first_pair=first_pair)
+        for (i, bi), v in zip(pairs, mean):
+            score[lo + i, bi] = v
+        first_pair += len(pairs)
     curve = score.mean(0)
     regrets = [normalized_regret(budgets, score[i], budgets[-1]) for i in range(len(rows))]
     regret = float(np.mean(np.asarray(regrets).reshape(P, n).mean(1)))

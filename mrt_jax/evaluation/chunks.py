@@ -8,7 +8,9 @@ chunk), and every sampling call passes each output row the random-stream id the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+DEFAULT_ROWS_PER_CALL = 64  # rows per sampling call of the evaluators (EvalSettings, the job's eval, evaluate's flag)
 
 
 def check_rows_per_call(value, where: str = "rows_per_call") -> int | None:
@@ -43,27 +45,12 @@ def row_chunks(row_problems: Sequence, rows_per_call: int | None) -> list[tuple[
     return chunks
 
 
-class GlobalRows:
-    """A view of a ``Sampler`` for a routine that samples one chunk as if it sampled every row
-    (``mrt_jax.sampling.budget_force``, which takes no ``row_ids``): ``generate`` gives its rows the ids
-    ``first_row, first_row + 1, ...``, and the i-th ``fork`` call of the chunk numbers its output rows on from the
-    rows the i-th fork of earlier chunks produced (``fork_counts``, shared by the chunks). This is the unchunked
-    numbering when each fork call lists its rows in row order, as ``budget_force``'s extension rounds do; the
-    chunked evaluation is tested equal to the unchunked one. Everything else is the sampler's."""
-
-    def __init__(self, sampler, first_row: int, fork_counts: list[int]):
-        self._sampler, self._first, self._counts, self._forks = sampler, first_row, fork_counts, 0
-
-    def __getattr__(self, name):
-        return getattr(self._sampler, name)
-
-    def generate(self, prompts, **kw):
-        return self._sampler.generate(prompts, row_ids=range(self._first, self._first + len(prompts)), **kw)
-
-    def fork(self, source, branches, **kw):
-        call, self._forks = self._forks, self._forks + 1
-        if call == len(self._counts):
-            self._counts.append(0)
-        start = self._counts[call]
-        self._counts[call] += sum(b.n for b in branches)
-        return self._sampler.fork(source, branches, row_ids=range(start, self._counts[call]), **kw)
+def sampled_chunks(sampler, rows: Sequence[list[int]], row_problems: Sequence, rows_per_call: int | None,
+                   **generate_kw) -> Iterator[tuple[int, int, object]]:
+    """``(lo, hi, out)`` for each chunk of ``row_chunks(row_problems, rows_per_call)``: ``out`` is
+    ``sampler.generate(rows[lo:hi], keep_cache=True, row_ids=range(lo, hi), **generate_kw)`` (the global ids), its
+    kept cache freed when the next chunk is asked for, so at most one chunk's cache is alive."""
+    for lo, hi in row_chunks(row_problems, rows_per_call):
+        out = sampler.generate(rows[lo:hi], keep_cache=True, row_ids=range(lo, hi), **generate_kw)
+        yield lo, hi, out
+        out.cache = None

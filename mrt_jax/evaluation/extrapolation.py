@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mrt_jax.evaluation.chunks import GlobalRows, row_chunks
+from mrt_jax.evaluation.chunks import row_chunks
 from mrt_jax.evaluation.curves import problem_mean
 from mrt_jax.evaluation.forcing import forced_points
 from mrt_jax.rewards.scorer import Scorer, rewards
@@ -33,13 +33,12 @@ def extrapolated_pass(sampler: Sampler, rows: Sequence[list[int]], golds: Sequen
     column = {b: j for j, b in enumerate(budgets)}
     score = np.zeros((len(rows), len(budgets)))
     counts = {"trace_tokens": 0, "forced_answer_tokens": 0, "extensions": 0}
-    fork_counts: list[int] = []  # output rows of each extension round so far (the rounds' global ids)
     first_pair = 0
     for lo, hi in row_chunks(problem_ids, rows_per_call):
         chunk = [list(r) for r in rows[lo:hi]]
-        forced = budget_force(GlobalRows(sampler, lo, fork_counts), chunk, budget=budgets[-1],
-                              extend_texts=tuple(extend_texts), max_extensions=max_extensions,
-                              temperature=temperature, seed=seed)
+        forced = budget_force(sampler, chunk, budget=budgets[-1], extend_texts=tuple(extend_texts),
+                              max_extensions=max_extensions, temperature=temperature, seed=seed,
+                              row_ids=range(lo, hi))
         score[lo:hi] = rewards(verify, forced.texts, golds[lo:hi])[:, None]
         pairs = [(i, b) for i, toks in enumerate(forced.tokens) for b in budgets if b < len(toks)]
         if pairs:

@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from mrt_jax.evaluation.budgeted import budget_grid
-from mrt_jax.evaluation.chunks import check_rows_per_call, row_chunks
+from mrt_jax.evaluation.chunks import DEFAULT_ROWS_PER_CALL, check_rows_per_call, sampled_chunks
 from mrt_jax.evaluation.curves import problem_mean
 from mrt_jax.evaluation.episodic import episode_positions
 from mrt_jax.evaluation.extrapolation import extrapolated_pass
@@ -89,7 +89,7 @@ class EvalSettings:
     seed: int = 0
     # Rows (problems x n traces) sampled, their caches kept and forked, per call: whole problems per call (at least
     # one), so memory is bounded by it; None: every row at once. The numbers do not depend on it.
-    rows_per_call: int | None = 64
+    rows_per_call: int | None = DEFAULT_ROWS_PER_CALL
 
     def __post_init__(self):
         check_rows_per_call(self.rows_per_call, "EvalSettings.rows_per_call")
@@ -184,9 +184,8 @@ def evaluate_suite(sampler: Sampler, prompt_ids: Sequence[list[int]], answers: S
     tokens, texts, finals, episodes = [], [], [], []
     at: dict[tuple[int, int], tuple[float, float]] = {}
     first_pair = answer_spent = trace_tokens = 0
-    for lo, hi in row_chunks(row_pids, s.rows_per_call):
-        out = sampler.generate(rows[lo:hi], max_new_tokens=s.max_new_tokens, temperature=s.temperature, seed=s.seed,
-                               keep_cache=True, row_ids=range(lo, hi))
+    for lo, hi, out in sampled_chunks(sampler, rows, row_pids, s.rows_per_call, max_new_tokens=s.max_new_tokens,
+                                      temperature=s.temperature, seed=s.seed):
         chunk_episodes = [] if s.episode_rules is None else [
             episode_positions(t, s.episode_rules, s.max_episodes, _decode(sampler)) for t in out.tokens]
         wanted = set()
@@ -198,7 +197,6 @@ def evaluate_suite(sampler: Sampler, prompt_ids: Sequence[list[int]], answers: S
         mean, vote, spent = forced_points(
             sampler, out, pairs, golds[lo:hi], verify, suffix=forced_suffix, k=s.k, max_new_tokens=s.answer_tokens,
             temperature=s.k_temperature, seed=s.seed + 1, stop=s.answer_stop, first_pair=first_pair)
-        out.cache = None  # free the kept cache before the next chunk's generate
         at.update({(lo + i, p): (float(m), float(v)) for (i, p), m, v in zip(pairs, mean, vote)})
         first_pair += len(pairs)
         answer_spent += spent
@@ -207,7 +205,6 @@ def evaluate_suite(sampler: Sampler, prompt_ids: Sequence[list[int]], answers: S
         texts += list(out.texts)
         finals += [float(f) for f in rewards(verify, out.texts, golds[lo:hi])]
         episodes += chunk_episodes
-        del out
 
     traces = []
     for i, toks in enumerate(tokens):

@@ -46,13 +46,21 @@ def _keep_before_stop(tokens: Sequence[int], reason: str, eos_ids, stop, decode)
 
 def budget_force(sampler, prompts, *, budget: int, extend_texts: Sequence[str | list[int]] = BUDGET_FORCING_TEXTS,
                  max_extensions: int = 4, temperature: float = 0.0, top_k: int | None = None,
-                 top_p: float | None = None, seed: int = 0, stop: Sequence[str] | None = None) -> ForcedTrace:
-    """Generate up to ``budget`` completion tokens per row, extending rows that stop early (s1-style)."""
+                 top_p: float | None = None, seed: int = 0, stop: Sequence[str] | None = None,
+                 row_ids: Sequence[int] | None = None) -> ForcedTrace:
+    """Generate up to ``budget`` completion tokens per row, extending rows that stop early (s1-style).
+
+    ``row_ids``: each prompt's random-stream id (default ``0..len(prompts)-1``). Row i draws its trace from stream
+    ``(seed, row_ids[i])`` and its e-th extension from ``(seed + e + 1, row_ids[i])``, so a row's text does not depend
+    on which other rows share the call (evaluation in chunks passes the rows' global ids)."""
     if budget < 1 or max_extensions < 0 or not extend_texts:
         raise ValueError(f"budget_force needs budget >= 1, max_extensions >= 0 and extend_texts; got budget={budget},"
                          f" max_extensions={max_extensions}, extend_texts={extend_texts!r}")
+    ids = list(range(len(prompts))) if row_ids is None else [int(i) for i in row_ids]
+    if len(ids) != len(prompts):
+        raise ValueError(f"budget_force: {len(ids)} row_ids for {len(prompts)} prompts")
     kw = dict(temperature=temperature, top_k=top_k, top_p=top_p, stop=stop)
-    out = sampler.generate(prompts, max_new_tokens=budget, seed=seed, keep_cache=True, **kw)
+    out = sampler.generate(prompts, max_new_tokens=budget, seed=seed, keep_cache=True, row_ids=ids, **kw)
     toks = [list(t) for t in out.tokens]
     logp = [list(x) for x in out.logprobs]
     forced = [[False] * len(t) for t in out.tokens]
@@ -80,7 +88,8 @@ def budget_force(sampler, prompts, *, budget: int, extend_texts: Sequence[str | 
             rem.append(left)
         if not branches:
             break
-        out = sampler.fork(out, branches, max_new_tokens=rem, seed=seed + e + 1, keep_cache=True, **kw)
+        out = sampler.fork(out, branches, max_new_tokens=rem, seed=seed + e + 1, keep_cache=True,
+                           row_ids=[ids[o] for o in orig], **kw)
         for r, o in enumerate(orig):
             toks[o] += out.tokens[r]
             logp[o] += list(out.logprobs[r])
