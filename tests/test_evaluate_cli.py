@@ -139,8 +139,8 @@ def test_suite_reproduces_the_budgeted_evaluator(tiny):
 def test_rows_per_call_changes_no_number(tiny, monkeypatch):
     """Evaluating in chunks of whole problems (memory bounded by --rows_per_call) gives the numbers of one call over
     every row: random traces, k random forced answers per point, episodes and budget forcing draw from the streams
-    the single call would use. 5 problems x 2 traces: chunks of 2 problems (4 + 4 + 2 rows) and of 1 problem (2
-    rows, more than the bound of 1: a problem is never split)."""
+    the single call would use. 5 problems x 2 traces in chunks of 1 problem (2 rows, more than the bound of 1: a
+    problem is never split)."""
     from mrt_jax.data import get_task
     from mrt_jax.evaluation import EvalSettings, evaluate_suite, extrapolation
     from mrt_jax.sampling import EpisodeRules, Sampler
@@ -174,7 +174,9 @@ def test_rows_per_call_changes_no_number(tiny, monkeypatch):
     whole, whole_traces, _ = run(None)
     assert 0 < whole["pass_at_budget"][0] < 1 and whole["maj_at_k"]["k"] == [1, 2]  # the verifier says something
     assert whole["cost"]["forced_answer_tokens"] > 0 and len(whole_traces) == 10
-    for rows_per_call, sizes in ((4, [4, 4, 2]), (1, [2] * 5)):
+    # One chunked run (the budgeted test below covers chunks of several problems): rows_per_call=1 gives five chunks,
+    # each one problem of 2 rows (more than the bound: a problem is never split).
+    for rows_per_call, sizes in ((1, [2] * 5),):
         summary, traces, extended_by_chunk = run(rows_per_call)
         assert [len(e) for e in extended_by_chunk] == sizes
         # Budget forcing extended rows in more than one chunk (each row's extensions draw from its global row id).

@@ -1,7 +1,8 @@
 """The training job as N cooperating CPU processes (jax.distributed, gloo collectives) on localhost.
 
-1 process x 4 devices, 2 processes x 2 devices and 4 processes x 1 device, same seed and global batch, must log the
-same metrics and end with bit-identical parameters and optimizer state; a 2-process run resumed from its own
+1 process x 4 devices, 2 processes x 2 devices and 4 processes x 1 device, same seed and global batch (with DAPO
+dynamic sampling, whose refills move rows between processes), must log the same metrics and end with bit-identical
+parameters and optimizer state; a 2-process run resumed from its own
 checkpoint must end where the uninterrupted run ended. Only process 0 logs and writes files. The 2- and 4-process
 runs keep their run dirs on an object store (gs:// on the fake GCS of ``tests/fake_gcs``: no rename, no append, no
 directories), so the comparison also shows that a bucket run dir changes nothing; the 2-process run resumes there.
@@ -26,8 +27,14 @@ import pytest
 from tests import fake_gcs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# DAPO dynamic sampling is on in every run: each process samples its share of every round, the choice of groups is
+# made on the whole batch and rows move to the process that trains them, the hardest path for layout equality. The
+# tiny random model is never correct; the length penalty gives a few groups a signal (rows of different lengths),
+# and seed 1 is a draw where some rows end early (EOS), so step 1 refills a round and fills the batch with dropped
+# groups (asserted below).
 ARGS = ["--preset=tiny", "--steps=2", "--prompts_per_step=4", "--eval_every=100", "--eval_problems=2",
-        "--save_every=1", "--keep_last=2"]
+        "--save_every=1", "--keep_last=2", "--dynamic_sampling", "--dynamic_rounds=2", "--length_penalty=0.5",
+        "--seed=1"]
 TIMEOUT_S = 600
 LAYOUTS = {"1x4": (1, 4), "2x2": (2, 2), "4x1": (4, 1)}  # processes x devices per process
 ON_GCS = ("2x2", "4x1")  # layouts whose run dir is gs://BUCKET/multiprocess/<layout> on the fake GCS
@@ -190,7 +197,10 @@ def test_layouts_log_the_same_metrics_and_end_with_bit_identical_state(runs):
         _assert_bit_identical(ref_state, state, f"{name} vs 1x4 final state")
         for tag in ("before", "step2"):
             assert _text(run_dir, f"eval_{tag}.json") == _text(ref_dir, f"eval_{tag}.json"), tag
-    assert np.isfinite(_rows(ref_dir)[-1]["loss"]) and "progress_mean" in _rows(ref_dir)[-1]
+    rows = _rows(ref_dir)
+    assert np.isfinite(rows[-1]["loss"]) and "progress_mean" in rows[-1]
+    shown = {k: v for k, v in rows[0].items() if "dynamic" in k or "length" in k}
+    assert rows[0]["dynamic_rounds"] == 2.0 and 0 < rows[0]["dynamic_dropped_frac"] < 1, shown
 
 
 @pytest.mark.parametrize("name", ON_GCS)
@@ -230,25 +240,6 @@ def test_two_process_run_resumes_from_its_checkpoint(runs, tmp_path, shared):
     _assert_only_logs_local(job, 2)
     _assert_same_metrics(_rows(source), _rows(run_dir), "resumed vs uninterrupted")
     _assert_bit_identical(_final_state(source)[1], _final_state(run_dir)[1], "resumed vs uninterrupted state")
-
-
-def test_dynamic_sampling_chooses_the_same_groups_in_every_layout(tmp_path, shared):
-    """DAPO refills over processes: each process samples its share of every round, the choice of groups is made on
-    the whole batch, and rows move to the process that trains them. The tiny random model is never correct; the
-    length penalty gives a few groups a signal (rows of different lengths), so rounds are refilled and the batch is
-    filled with dropped groups: 1 process x 4 devices and 2 x 2 must log the same metrics and end with the same
-    parameters."""
-    # Seed 1: a draw where some rows end early (EOS), so the length penalty separates a few groups.
-    flags = ("--dynamic_sampling", "--dynamic_rounds=2", "--length_penalty=0.5", "--steps=1", "--seed=1")
-    jobs = {name: Job(tmp_path / name, *LAYOUTS[name], shared, *flags) for name in ("1x4", "2x2")}
-    for job in jobs.values():
-        job.finish()
-    ref, other = (tmp_path / "1x4"), (tmp_path / "2x2")
-    rows = _rows(ref)
-    shown = {k: v for k, v in rows[0].items() if "dynamic" in k or "length" in k}
-    assert rows[0]["dynamic_rounds"] == 2.0 and 0 < rows[0]["dynamic_dropped_frac"] < 1, shown
-    _assert_same_metrics(rows, _rows(other), "2x2 vs 1x4 with dynamic sampling")
-    _assert_bit_identical(_final_state(ref)[1], _final_state(other)[1], "2x2 vs 1x4 dynamic sampling state")
 
 
 def test_multiprocess_flag_mistakes_are_one_line_errors(capsys):
