@@ -2,8 +2,8 @@
 charts or TensorBoard) from one study dir to another, so a study that spans sessions can resume on a fresh
 machine: ``experiments.study`` keeps a run whose result.json says it trained all its steps.
 
-    python scripts/keep_study_runs.py runs/study_smollm2 docs/study/smollm2/runs     # publish what finished
-    python scripts/keep_study_runs.py docs/study/smollm2/runs runs/study_smollm2     # resume from it later
+    python scripts/keep_study_runs.py runs/study_smollm2_lr1e-6 docs/study/smollm2/runs_lr1e-6  # publish what finished
+    python scripts/keep_study_runs.py docs/study/smollm2/runs_lr1e-6 runs/study_smollm2_lr1e-6  # resume from it later
 """
 
 from __future__ import annotations
